@@ -1,1 +1,25 @@
-//! shared
+//! What every worker of the pipeline shares.
+//!
+//! Each worker binary (`cdc-reader`, `analyzer`, `asset-worker`) is thin: it parses its CLI
+//! (flattening the argument groups from [`config`]), initialises [`telemetry`], installs the
+//! [`shutdown`] handlers, starts the [`health`] server and hands a [`shutdown::Shutdown`] to its
+//! library's `run`. The pieces here are only those two or more workers use:
+//!
+//! - [`config`]: the argument groups (PostgreSQL, Kafka, telemetry, HTTP listener), each flag also
+//!   read from an environment variable, secrets redacted in `Debug`.
+//! - [`telemetry`]: `tracing` initialisation, pretty on a terminal and JSON otherwise.
+//! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token every loop selects on.
+//! - [`health`]: the `/metrics`, `/healthz` and `/readyz` HTTP endpoints.
+//! - [`db`]: the PostgreSQL pool and the embedded sqlx migrations.
+//! - [`kafka`]: producer and consumer settings with the delivery guarantees the pipeline needs.
+//! - [`envelope`]: the change event the CDC reader publishes and the consumers read.
+//! - [`redact`]: connection strings made safe to log.
+
+pub mod config;
+pub mod db;
+pub mod envelope;
+pub mod health;
+pub mod kafka;
+pub mod redact;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,49 @@
+//! The PostgreSQL pool and the schema migrations embedded in every worker binary.
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::PostgresArgs;
+use crate::redact::redact_url;
+
+/// The migrations under the repository's `migrations/`, compiled in. Applying them takes an
+/// advisory lock, so several processes may run it at once; each file runs once.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Errors reaching or preparing the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL does not parse (the URL itself is not repeated: it may hold a password).
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        /// Host, port and database, no credentials.
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("applying migrations failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Opens a pool and checks one connection, so a bad URL or an unreachable server is reported
+/// at start-up with the target (never the password) in the message.
+pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = args.database_url.parse().map_err(DbError::BadUrl)?;
+    let options = options.application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(args.max_connections)
+        .acquire_timeout(args.connect_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { target: redact_url(&args.database_url), source })
+}
+
+/// Applies every pending migration; a no-op when the schema is current.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await.map_err(DbError::Migrate)
+}

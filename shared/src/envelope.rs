@@ -1,0 +1,150 @@
+//! The change event: one JSON envelope per row change on the CDC topics.
+//!
+//! The CDC reader publishes it; the analyzer and the asset worker read it. Keys of a CDC topic
+//! are the row's primary key as a JSON object (`{"id": "…"}`), so every change of one row lands
+//! on one partition, in commit order.
+//!
+//! Contract (see `redpanda/schemas/cdc-envelope.schema.json`):
+//! - `op`: `c` insert, `u` update, `d` delete, `r` snapshot read, `t` truncate.
+//! - `before`: the old row as far as the table's replica identity gives it (the key columns by
+//!   default), `null` for inserts and snapshot reads.
+//! - `after`: the new row, `null` for deletes. Unchanged TOASTed columns are *absent* from an
+//!   update's `after`: absent is not `null`.
+//! - Column values are typed as PostgreSQL gave them through wal2json: numbers stay numbers
+//!   with every digit (bigint and numeric are never rounded through a float), text stays text.
+//! - `source.lsn` is the change's own LSN, `source.commit_lsn` its transaction's commit LSN;
+//!   `(commit_lsn, lsn)` orders all events. Delivery is at least once: consumers must tolerate
+//!   duplicates and may use that pair to drop stale ones.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What happened to the row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Op {
+    /// Insert.
+    #[serde(rename = "c")]
+    Create,
+    /// Update.
+    #[serde(rename = "u")]
+    Update,
+    /// Delete.
+    #[serde(rename = "d")]
+    Delete,
+    /// A row read by the initial snapshot.
+    #[serde(rename = "r")]
+    Read,
+    /// The table was truncated (no row; `before` and `after` are null).
+    #[serde(rename = "t")]
+    Truncate,
+}
+
+impl Op {
+    /// The one-letter code used on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// Where a change came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// LSN of this change (or of the snapshot's consistent point for `op=r`).
+    pub lsn: u64,
+    /// Commit LSN of the change's transaction.
+    pub commit_lsn: u64,
+    /// Transaction id (absent for snapshot reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+    /// Commit time of the transaction (snapshot start for `op=r`).
+    pub ts: DateTime<Utc>,
+    /// Schema of the table.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// True for rows from the initial snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
+}
+
+/// One row change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// What happened.
+    pub op: Op,
+    /// The old row (replica identity columns for updates and deletes), if any.
+    #[serde(default)]
+    pub before: Option<Map<String, Value>>,
+    /// The new row, if any.
+    #[serde(default)]
+    pub after: Option<Map<String, Value>>,
+    /// Position and origin.
+    pub source: Source,
+}
+
+impl ChangeEvent {
+    /// `(commit_lsn, lsn)`: the total order of events.
+    pub fn position(&self) -> (u64, u64) {
+        (self.source.commit_lsn, self.source.lsn)
+    }
+
+    /// Parses an envelope from a message payload. Never panics on bad input.
+    pub fn from_slice(payload: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}
+
+/// Formats an LSN the way PostgreSQL prints it (`16/B374D848`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// Parses an LSN in PostgreSQL's `XXX/XXX` form.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    if hi > u32::MAX as u64 || lo > u32::MAX as u64 {
+        return None;
+    }
+    Some((hi << 32) | lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(parse_lsn("1FFFFFFFF/0"), None);
+    }
+
+    #[test]
+    fn envelope_keeps_big_numbers_exact() {
+        let raw = r#"{"op":"u","before":{"id":1},"after":{"id":1,"big":9223372036854775807,"n":12345678901234567890.123456789},
+            "source":{"lsn":10,"commit_lsn":20,"xid":7,"ts":"2026-01-01T00:00:00Z","schema":"public","table":"t"}}"#;
+        let event = ChangeEvent::from_slice(raw.as_bytes()).unwrap();
+        assert_eq!(event.op, Op::Update);
+        assert_eq!(event.position(), (20, 10));
+        let out = serde_json::to_string(&event).unwrap();
+        assert!(out.contains("9223372036854775807"));
+        assert!(out.contains("12345678901234567890.123456789"));
+    }
+
+    #[test]
+    fn malformed_payload_is_an_error() {
+        assert!(ChangeEvent::from_slice(b"{not json").is_err());
+        assert!(ChangeEvent::from_slice(br#"{"op":"x","source":{}}"#).is_err());
+    }
+}

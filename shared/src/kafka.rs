@@ -1,0 +1,98 @@
+//! Kafka client settings with the guarantees the pipeline relies on, and topic creation.
+//!
+//! Producers are idempotent with `acks=all`, so a retried send never duplicates or reorders
+//! within a partition. Consumers never auto-commit: a worker stores an offset only after the
+//! side effects of the message (the database write) committed, then commits stored offsets.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{ConsumerArgs, KafkaArgs};
+
+/// Settings for an idempotent, `acks=all` producer.
+pub fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000");
+    apply_overrides(&mut config, kafka);
+    config
+}
+
+/// Settings for a consumer-group member that commits offsets by hand.
+pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group_id: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", millis(consumer.max_poll_interval))
+        .set("session.timeout.ms", millis(consumer.session_timeout))
+        .set("heartbeat.interval.ms", millis(consumer.session_timeout / 4));
+    apply_overrides(&mut config, kafka);
+    config
+}
+
+fn apply_overrides(config: &mut ClientConfig, kafka: &KafkaArgs) {
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+/// A topic the pipeline needs.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count (the ceiling on consumer-group parallelism).
+    pub partitions: i32,
+    /// Topic-level configs, e.g. `cleanup.policy=compact`.
+    pub configs: Vec<(String, String)>,
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(kafka: &KafkaArgs, topics: &[TopicSpec]) -> Result<(), KafkaError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    apply_overrides(&mut config, kafka);
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            t.configs.iter().fold(
+                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(-1)),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(new.iter(), &options).await? {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic = %name, error = %code, "cannot create topic");
+                })
+            }
+        }
+    }
+    Ok(())
+}
