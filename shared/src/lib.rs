@@ -14,12 +14,18 @@
 //! - [`kafka`]: producer and consumer settings with the delivery guarantees the pipeline needs.
 //! - [`envelope`]: the change event the CDC reader publishes and the consumers read.
 //! - [`redact`]: connection strings made safe to log.
+//! - [`process`]: telemetry, runtime and exit code around a worker's work.
+//! - [`topics`]: the pipeline's topic names and settings.
+//! - [`admin`]: the `migrate` and `create-topics` subcommands of every binary.
 
+pub mod admin;
 pub mod config;
 pub mod db;
 pub mod envelope;
 pub mod health;
 pub mod kafka;
+pub mod process;
 pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topics;

