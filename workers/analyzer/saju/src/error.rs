@@ -36,8 +36,8 @@ pub enum Error {
         /// The offending date as given.
         date: DateText,
     },
-    /// A lunar date outside the KASI table this crate carries.
-    #[error("lunar date {date} is outside the supported range 1900-01-01..2050-11-18 (lunar)")]
+    /// A lunar date outside the KASI table this crate carries (lunar years 1899–2050).
+    #[error("lunar date {date} is outside the supported lunar years 1899-2050")]
     LunarOutOfRange {
         /// The lunar date as given.
         date: DateText,

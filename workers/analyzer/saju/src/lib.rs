@@ -2,6 +2,7 @@
 pub mod astro;
 pub mod calendar;
 pub mod error;
+pub mod lunar;
 pub mod solar_terms;
 pub mod tables;
 pub mod zone;
