@@ -74,8 +74,6 @@ start_postgres() {
 
 # --- pipeline stack ---
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$STACK_DIR'
 wal_level = logical
 max_replication_slots = 32
 max_wal_senders = 32
@@ -88,19 +86,21 @@ CONF
         echo "host replication all 127.0.0.1/32 scram-sha-256" >>"$data/pg_hba.conf"
     fi
     if as_postgres "$PG_BINDIR/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-        log "PostgreSQL already running on port $PG_PORT"
+        log "PostgreSQL already running ($data)"
     else
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         touch "$STACK_DIR/postgres.log" && chown postgres: "$STACK_DIR/postgres.log"
-        as_postgres "$PG_BINDIR/pg_ctl" -D "$data" -l "$STACK_DIR/postgres.log" -w -t 60 start >/dev/null \
-            || { tail -n 20 "$STACK_DIR/postgres.log" >&2; die "PostgreSQL did not start (port $PG_PORT in use?)"; }
+        mkdir -p "$STACK_DIR/run" && chown postgres: "$STACK_DIR/run"
+        as_postgres "$PG_BINDIR/pg_ctl" -D "$data" -l "$STACK_DIR/postgres.log" -w -t 60 \
+            -o "-p $PG_PORT -k $STACK_DIR/run" start >/dev/null \
+            || { tail -n 20 "$STACK_DIR/postgres.log" >&2; die "PostgreSQL did not start; log: $STACK_DIR/postgres.log"; }
     fi
     PGDATA_DIR="$data"
     local password
     password=$(cat "$pwfile")
-    if ! as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+    if ! as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U postgres -d postgres -Atqc \
         "SELECT 1 FROM pg_database WHERE datname = 'pipeline'" | grep -q 1; then
-        as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
+        as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
     fi
     STACK_DATABASE_URL="postgres://postgres:$password@127.0.0.1:$PG_PORT/pipeline"
 }

@@ -37,14 +37,16 @@ impl AdminCommand {
             AdminCommand::Migrate(args) => {
                 let pool = crate::db::connect(&args.postgres, application_name).await?;
                 crate::db::migrate(&pool).await?;
-                let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&pool)
-                    .await?;
+                let applied: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                        .fetch_one(&pool)
+                        .await?;
                 tracing::info!(applied, "schema is current");
                 pool.close().await;
             }
             AdminCommand::CreateTopics(args) => {
-                let topics = crate::topics::pipeline_topics(&args.kafka.topic_prefix, args.partitions);
+                let topics =
+                    crate::topics::pipeline_topics(&args.kafka.topic_prefix, args.partitions);
                 crate::kafka::ensure_topics(&args.kafka, &topics).await?;
                 tracing::info!(count = topics.len(), "topics present");
             }

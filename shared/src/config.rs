@@ -21,7 +21,11 @@ pub struct PostgresArgs {
     pub database_url: String,
 
     /// Maximum connections in the worker's pool.
-    #[arg(long = "db-max-connections", env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    #[arg(
+        long = "db-max-connections",
+        env = "DB_MAX_CONNECTIONS",
+        default_value_t = 8
+    )]
     pub max_connections: u32,
 
     /// How long to wait for a pooled connection or a new one before failing.
@@ -43,7 +47,11 @@ impl fmt::Debug for PostgresArgs {
 #[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
     /// Comma-separated bootstrap brokers (`host:port,...`).
-    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
 
     /// Prefix of the CDC topics: a table's changes go to `<prefix>.<schema>.<table>`.
@@ -91,18 +99,25 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct TelemetryArgs {
     /// Log format.
-    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    #[arg(long = "log-format", env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
     /// Log filter in `tracing` syntax, e.g. `info` or `info,cdc_reader=debug`.
-    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        global = true,
+        default_value = "info,sqlx::postgres::notice=warn"
+    )]
     pub filter: String,
 }
 
 /// Parses durations like `250ms`, `10s`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -112,7 +127,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}` (use ms, s, m, h)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));
@@ -133,8 +152,13 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 /// Parses a listen address (`host:port`; a bare `:port` listens on all interfaces).
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let full = if let Some(port) = text.strip_prefix(':') { format!("0.0.0.0:{port}") } else { text.to_owned() };
-    full.parse().map_err(|_| format!("`{text}` is not a listen address like 127.0.0.1:9101"))
+    let full = if let Some(port) = text.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("`{text}` is not a listen address like 127.0.0.1:9101"))
 }
 
 #[cfg(test)]
@@ -153,7 +177,10 @@ mod tests {
 
     #[test]
     fn key_values() {
-        assert_eq!(parse_key_value("a.b=c=d").unwrap(), ("a.b".into(), "c=d".into()));
+        assert_eq!(
+            parse_key_value("a.b=c=d").unwrap(),
+            ("a.b".into(), "c=d".into())
+        );
         assert!(parse_key_value("novalue").is_err());
         assert!(parse_key_value("=x").is_err());
     }

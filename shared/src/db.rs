@@ -40,7 +40,10 @@ pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPo
         .acquire_timeout(args.connect_timeout)
         .connect_with(options)
         .await
-        .map_err(|source| DbError::Connect { target: redact_url(&args.database_url), source })
+        .map_err(|source| DbError::Connect {
+            target: redact_url(&args.database_url),
+            source,
+        })
 }
 
 /// Applies every pending migration; a no-op when the schema is current.

@@ -28,7 +28,10 @@ pub fn new_registry(namespace: &str) -> Registry {
         let _ = registry.register(Box::new(process));
     }
     if let Ok(info) = prometheus::IntGaugeVec::new(
-        prometheus::Opts::new(format!("{namespace}_build_info"), "Build information; always 1."),
+        prometheus::Opts::new(
+            format!("{namespace}_build_info"),
+            "Build information; always 1.",
+        ),
         &["version"],
     ) {
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -62,7 +65,13 @@ impl Health {
     /// contain secrets.
     pub fn set(&self, component: &'static str, ready: bool, detail: impl Into<String>) {
         let mut map = self.components.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(component, Status { ready, detail: detail.into() });
+        map.insert(
+            component,
+            Status {
+                ready,
+                detail: detail.into(),
+            },
+        );
     }
 
     /// Whether every component is ready.
@@ -77,10 +86,16 @@ impl Health {
         let components: serde_json::Map<String, serde_json::Value> = map
             .iter()
             .map(|(name, s)| {
-                ((*name).to_owned(), serde_json::json!({ "ready": s.ready, "detail": s.detail }))
+                (
+                    (*name).to_owned(),
+                    serde_json::json!({ "ready": s.ready, "detail": s.detail }),
+                )
             })
             .collect();
-        (ready, serde_json::json!({ "ready": ready, "components": components }))
+        (
+            ready,
+            serde_json::json!({ "ready": ready, "components": components }),
+        )
     }
 }
 
@@ -121,7 +136,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let encoder = TextEncoder::new();
     let mut body = Vec::with_capacity(16 * 1024);
     match encoder.encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, encoder.format_type().to_owned())], body),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain".to_owned())],
@@ -132,8 +151,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (ready, body) = state.health.report();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -157,14 +184,22 @@ mod tests {
         let health = Health::new();
         health.set("db", false, "down");
         let shutdown = Shutdown::new();
-        let (addr, handle) = serve("127.0.0.1:0".parse().unwrap(), registry, health.clone(), shutdown.clone())
-            .await
-            .unwrap();
+        let (addr, handle) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            registry,
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let get = |path: &'static str| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .await
                 .unwrap();
             let mut out = String::new();

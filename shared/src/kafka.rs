@@ -30,7 +30,12 @@ pub fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
 }
 
 /// Settings for a consumer-group member that commits offsets by hand.
-pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group_id: &str, client_id: &str) -> ClientConfig {
+pub fn consumer_config(
+    kafka: &KafkaArgs,
+    consumer: &ConsumerArgs,
+    group_id: &str,
+    client_id: &str,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
@@ -41,7 +46,10 @@ pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group_id: &st
         .set("auto.offset.reset", "earliest")
         .set("max.poll.interval.ms", millis(consumer.max_poll_interval))
         .set("session.timeout.ms", millis(consumer.session_timeout))
-        .set("heartbeat.interval.ms", millis(consumer.session_timeout / 4));
+        .set(
+            "heartbeat.interval.ms",
+            millis(consumer.session_timeout / 4),
+        );
     apply_overrides(&mut config, kafka);
     config
 }

@@ -28,4 +28,6 @@ pub mod process;
 pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod topics;

@@ -29,7 +29,9 @@ mod tests {
 
     #[test]
     fn drops_credentials_and_query() {
-        let shown = redact_url("postgres://app:s3cret@db.internal:5433/pipeline?sslmode=require&password=x");
+        let shown = redact_url(
+            "postgres://app:s3cret@db.internal:5433/pipeline?sslmode=require&password=x",
+        );
         assert_eq!(shown, "postgres://db.internal:5433/pipeline");
         assert!(!shown.contains("s3cret"));
     }

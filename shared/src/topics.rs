@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn names() {
-        let names: Vec<String> = pipeline_topics("cdc", 6).into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = pipeline_topics("cdc", 6)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         for expected in [
             "cdc.public.saju_profiles",
             "cdc.public.saju_profiles.dlq",
@@ -58,7 +61,10 @@ mod tests {
             "saju.analysis.v1",
             "assets.enriched.v1",
         ] {
-            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
         }
     }
 }

@@ -18,11 +18,19 @@ pub struct Config {
     pub consumer: ConsumerArgs,
 
     /// Consumer group of the analyzers; instances in one group share the partitions.
-    #[arg(long = "group-id", env = "ANALYZER_GROUP_ID", default_value = "analyzer")]
+    #[arg(
+        long = "group-id",
+        env = "ANALYZER_GROUP_ID",
+        default_value = "analyzer"
+    )]
     pub group_id: String,
 
     /// Results written per batch at most (one SQL statement per batch).
-    #[arg(long = "batch-size", env = "ANALYZER_BATCH_SIZE", default_value_t = 1000)]
+    #[arg(
+        long = "batch-size",
+        env = "ANALYZER_BATCH_SIZE",
+        default_value_t = 1000
+    )]
     pub batch_size: usize,
 
     /// Longest time a result waits before its batch is flushed.

@@ -13,7 +13,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let registry = health::new_registry("analyzer");
     let health = Health::new();
     health.set("postgres", false, "connecting");
-    let (_addr, server) = health::serve(config.metrics_addr, registry, health.clone(), shutdown.clone()).await?;
+    let (_addr, server) = health::serve(
+        config.metrics_addr,
+        registry,
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let pool = shared::db::connect(&config.postgres, "analyzer").await?;
     health.set("postgres", true, "connected");
     tracing::info!(group = %config.group_id, "analyzer ready");

@@ -11,7 +11,7 @@ use shared::shutdown::Shutdown;
 /// and the analysis, and writes them back in batched upserts. Without a subcommand it runs
 /// the worker.
 #[derive(Parser, Debug)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(version, subcommand_negates_reqs = true)]
 struct Cli {
     #[command(flatten)]
     telemetry: TelemetryArgs,

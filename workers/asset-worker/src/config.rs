@@ -24,7 +24,11 @@ pub struct Config {
     pub assets_root: PathBuf,
 
     /// Consumer group of the asset workers; instances in one group share the partitions.
-    #[arg(long = "group-id", env = "ASSET_GROUP_ID", default_value = "asset-worker")]
+    #[arg(
+        long = "group-id",
+        env = "ASSET_GROUP_ID",
+        default_value = "asset-worker"
+    )]
     pub group_id: String,
 
     /// Rows written per batch at most (one SQL statement per batch).

@@ -1,0 +1,174 @@
+//! Helpers for integration tests against the real services `scripts/test` provisions.
+//!
+//! Enabled by the `testkit` feature (tests only). Each test gets its own database (migrated),
+//! its own topic names and consumer groups, so tests run in parallel without seeing each
+//! other's data.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::config::{ConsumerArgs, KafkaArgs, PostgresArgs};
+
+/// Addresses of the test services, from the environment `scripts/test` exports.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    /// Superuser URL of the test cluster (database `pipeline`).
+    pub database_url: String,
+    /// Bootstrap brokers.
+    pub kafka_brokers: String,
+}
+
+impl TestEnv {
+    /// Reads the environment; panics with a message naming `scripts/test` when it is absent,
+    /// so a bare `cargo test` fails fast instead of hanging on a connection.
+    pub fn get() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: integration tests need the real services; run them with scripts/test")
+            })
+        };
+        Self {
+            database_url: var("PIPELINE_TEST_DATABASE_URL"),
+            kafka_brokers: var("PIPELINE_TEST_KAFKA_BROKERS"),
+        }
+    }
+
+    /// Kafka settings for a test, with a topic prefix of its own.
+    pub fn kafka(&self, topic_prefix: &str) -> KafkaArgs {
+        KafkaArgs {
+            brokers: self.kafka_brokers.clone(),
+            topic_prefix: topic_prefix.to_owned(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// Consumer settings suited to the test broker: group joins wait up to the poll interval,
+    /// so it is kept short.
+    pub fn consumer(&self) -> ConsumerArgs {
+        ConsumerArgs {
+            max_poll_interval: Duration::from_secs(7),
+            session_timeout: Duration::from_secs(6),
+        }
+    }
+
+    /// Creates a fresh, migrated database for one test.
+    pub async fn database(&self, label: &str) -> TestDatabase {
+        let name = unique_name(label);
+        let mut admin = PgConnection::connect(&self.database_url)
+            .await
+            .expect("connect to the test cluster");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = with_database(&self.database_url, &name);
+        let postgres = PostgresArgs {
+            database_url: url.clone(),
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let pool = crate::db::connect(&postgres, "test")
+            .await
+            .expect("connect to test database");
+        crate::db::migrate(&pool)
+            .await
+            .expect("migrate test database");
+        TestDatabase {
+            name,
+            url,
+            pool,
+            postgres,
+            admin_url: self.database_url.clone(),
+        }
+    }
+}
+
+/// A database of one test. Drop it with [`TestDatabase::drop_database`] at the end (slots
+/// created in it must be dropped first: they pin WAL).
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Database name.
+    pub name: String,
+    /// URL of this database.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+    /// Settings as a worker would receive them.
+    pub postgres: PostgresArgs,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Drops the database (and any replication slot still in it).
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect to the test cluster");
+        let _ = sqlx::query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active",
+        )
+        .bind(&self.name)
+        .execute(&mut admin)
+        .await;
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await;
+    }
+}
+
+/// A name unique to this test run: `<label>_<pid>_<counter>_<nanos>` in lowercase ASCII.
+pub fn unique_name(label: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let clean: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{clean}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Replaces the database of a PostgreSQL URL.
+pub fn with_database(url: &str, database: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("test database URL parses");
+    parsed.set_path(&format!("/{database}"));
+    parsed.to_string()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what` in the message.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
