@@ -1,0 +1,151 @@
+//! Stem and branch interactions (합·충·형·파·해) found among the eight characters, by the
+//! reference tables' group ids.
+//!
+//! A two-member group is present when both members appear (at any positions); a
+//! three-member group (삼합, 방합, 삼형) when all three do, and is reported as partial
+//! (`complete = false`, e.g. a 반합) when exactly two of its three members appear. A
+//! combination between two members (천간합, 지지육합) is contested (쟁합) when one member
+//! appears once and the other at two or more positions.
+
+use crate::tables::{InteractionGroup, INTERACTION_GROUPS};
+
+/// Pillar names in position order.
+pub const PILLAR_NAMES: [&str; 4] = ["year", "month", "day", "hour"];
+
+/// One interaction group found in a chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interaction {
+    /// The reference group.
+    pub group: &'static InteractionGroup,
+    /// Bit `i` is set when pillar `i` (0 = year … 3 = hour) holds a member: stems for stem
+    /// groups, branches for branch groups.
+    pub positions: u8,
+    /// Whether every member is present (always true for two-member groups).
+    pub complete: bool,
+    /// 쟁합: a two-member combination where one member appears once and the other twice
+    /// or more.
+    pub contested: bool,
+}
+
+impl Interaction {
+    /// The pillar names of [`Interaction::positions`], in order.
+    pub fn position_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        (0..4)
+            .filter(move |i| self.positions >> i & 1 == 1)
+            .map(|i| PILLAR_NAMES[i])
+    }
+}
+
+/// Up to all 44 groups of one chart, without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Interactions {
+    items: [Option<Interaction>; INTERACTION_GROUPS.len()],
+    len: usize,
+}
+
+impl Interactions {
+    /// Finds the interactions among the eight codes (as in [`crate::Pillars::codes`]).
+    pub fn find(codes: &[u8; 8]) -> Interactions {
+        // Per code, the bit set of pillars holding it.
+        let mut at = [0u8; 22];
+        for pillar in 0..4 {
+            at[codes[2 * pillar] as usize] |= 1 << pillar;
+            at[codes[2 * pillar + 1] as usize] |= 1 << pillar;
+        }
+        let mut out = Interactions {
+            items: [None; INTERACTION_GROUPS.len()],
+            len: 0,
+        };
+        for group in &INTERACTION_GROUPS {
+            let mut present = 0;
+            let mut positions = 0;
+            for &m in group.members {
+                let p = at[m as usize];
+                if p != 0 {
+                    present += 1;
+                    positions |= p;
+                }
+            }
+            let n = group.members.len();
+            let complete = present == n;
+            if !(complete || (n == 3 && present == 2)) {
+                continue;
+            }
+            let contested = complete && group.category.is_pair_combination() && {
+                let a = at[group.members[0] as usize].count_ones();
+                let b = at[group.members[1] as usize].count_ones();
+                a.min(b) == 1 && a.max(b) >= 2
+            };
+            out.items[out.len] = Some(Interaction {
+                group,
+                positions,
+                complete,
+                contested,
+            });
+            out.len += 1;
+        }
+        out
+    }
+
+    /// All interactions found, ordered by group id.
+    pub fn iter(&self) -> impl Iterator<Item = &Interaction> + '_ {
+        self.items[..self.len].iter().flatten()
+    }
+
+    /// Ids of the complete groups, ordered (what the `groups` array holds).
+    pub fn complete_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.iter().filter(|i| i.complete).map(|i| i.group.id)
+    }
+
+    /// Whether a complete group with this id was found.
+    pub fn has_group(&self, id: u16) -> bool {
+        self.complete_ids().any(|g| g == id)
+    }
+
+    /// Number of interactions found (complete and partial).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none was found.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_pairs_triples_and_contested_combinations() {
+        // 을유 경진 을묘 무인: stems 을 ×2 + 경 → 을경합 contested; branches 유진 합 (304),
+        // 인묘진 방합 (501), 묘유충 (604), 묘진해 (904).
+        let codes = [1, 19, 6, 14, 1, 13, 4, 12];
+        let found = Interactions::find(&codes);
+        let ids: Vec<u16> = found.complete_ids().collect();
+        assert_eq!(ids, [102, 304, 501, 604, 904]);
+        let hap = found.iter().find(|i| i.group.id == 102).unwrap();
+        assert!(hap.contested);
+        assert_eq!(hap.position_names().collect::<Vec<_>>(), ["year", "month", "day"]);
+        // 인오술 with only 인 present is not reported; 사유축 gets 유 only → nothing.
+        assert!(found.iter().all(|i| i.group.id != 402 && i.group.id != 403));
+        // 신자진: 진 only → nothing; 해묘미: 묘 only → nothing.
+        let partial: Vec<u16> = found.iter().filter(|i| !i.complete).map(|i| i.group.id).collect();
+        assert!(partial.is_empty(), "{partial:?}");
+        assert!(found.has_group(501));
+        assert!(!found.has_group(401));
+    }
+
+    #[test]
+    fn partial_triples_are_reported_but_not_as_groups() {
+        // Branches 해 묘 자 자 with stems 갑갑갑갑: 해묘 of 해묘미 → partial 401;
+        // 해자 of 해자축 → partial 504; 자묘형 703 complete.
+        let codes = [0, 21, 0, 13, 0, 10, 0, 10];
+        let found = Interactions::find(&codes);
+        let complete: Vec<u16> = found.complete_ids().collect();
+        let partial: Vec<u16> = found.iter().filter(|i| !i.complete).map(|i| i.group.id).collect();
+        assert_eq!(complete, [703]);
+        assert_eq!(partial, [401, 504]);
+    }
+}
