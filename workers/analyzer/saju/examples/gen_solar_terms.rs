@@ -16,7 +16,9 @@ fn main() -> std::io::Result<()> {
     )?;
     writeln!(out, "#[rustfmt::skip]")?;
     writeln!(out, "pub(super) static TERMS: [i64; {}] = [", table.len())?;
-    for (year, row) in (saju::solar_terms::FIRST_YEAR..).zip(table.chunks(saju::solar_terms::TERMS_PER_YEAR)) {
+    for (year, row) in
+        (saju::solar_terms::FIRST_YEAR..).zip(table.chunks(saju::solar_terms::TERMS_PER_YEAR))
+    {
         write!(out, "    // {year}\n   ")?;
         for t in row {
             write!(out, " {t},")?;

@@ -13,8 +13,8 @@
 
 use crate::error::Error;
 use crate::interactions::Interactions;
-use crate::lunar::LunarDate;
 use crate::luck::Luck;
+use crate::lunar::LunarDate;
 use crate::pillars::{Birth, Gender, Options, Pillars};
 use crate::tables::{Element, GANJI, HIDDEN_STEMS};
 
@@ -152,7 +152,8 @@ impl Analysis {
                 let hidden = &HIDDEN_STEMS[code as usize - 10];
                 let factor = if i == 3 { 2 } else { 1 };
                 for (stem, days) in hidden.iter() {
-                    element_units[GANJI[stem as usize].element as usize] += u16::from(days) * factor;
+                    element_units[GANJI[stem as usize].element as usize] +=
+                        u16::from(days) * factor;
                 }
                 ten_gods[i] = Some(TenGod::of(day_stem, hidden.main()));
             }
@@ -216,7 +217,10 @@ mod tests {
     fn weights_and_counts_add_up() {
         let birth = Birth::Civil(CivilDateTime::new(2024, 2, 4, 17, 28, 0).unwrap());
         let a = Analysis::compute(&birth, Gender::Male, &Options::default()).unwrap();
-        assert_eq!(a.element_counts.iter().map(|&c| u32::from(c)).sum::<u32>(), 8);
+        assert_eq!(
+            a.element_counts.iter().map(|&c| u32::from(c)).sum::<u32>(),
+            8
+        );
         assert_eq!(
             a.element_units.iter().map(|&u| u32::from(u)).sum::<u32>(),
             WEIGHT_UNITS
@@ -225,6 +229,10 @@ mod tests {
         let total: u32 = Element::ALL.iter().map(|&e| a.score_centi(e)).sum();
         assert!((9_998..=10_002).contains(&total), "{total}");
         assert_eq!(a.ten_gods[4], None);
-        assert!(a.ten_gods.iter().enumerate().all(|(i, g)| g.is_some() != (i == 4)));
+        assert!(a
+            .ten_gods
+            .iter()
+            .enumerate()
+            .all(|(i, g)| g.is_some() != (i == 4)));
     }
 }

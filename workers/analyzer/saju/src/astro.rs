@@ -26,13 +26,11 @@ pub fn delta_t_seconds(year: f64) -> f64 {
     let y = year;
     if y < 1900.0 {
         let t = y - 1860.0;
-        7.62 + 0.5737 * t - 0.251754 * t.powi(2) + 0.01680668 * t.powi(3)
-            - 0.0004473624 * t.powi(4)
+        7.62 + 0.5737 * t - 0.251754 * t.powi(2) + 0.01680668 * t.powi(3) - 0.0004473624 * t.powi(4)
             + t.powi(5) / 233_174.0
     } else if y < 1920.0 {
         let t = y - 1900.0;
-        -2.79 + 1.494119 * t - 0.0598939 * t.powi(2) + 0.0061966 * t.powi(3)
-            - 0.000197 * t.powi(4)
+        -2.79 + 1.494119 * t - 0.0598939 * t.powi(2) + 0.0061966 * t.powi(3) - 0.000197 * t.powi(4)
     } else if y < 1941.0 {
         let t = y - 1920.0;
         21.20 + 0.84493 * t - 0.076100 * t.powi(2) + 0.0020936 * t.powi(3)
@@ -78,7 +76,9 @@ fn earth_longitude(tau: f64) -> f64 {
             * (series(&L1, tau)
                 + tau
                     * (series(&L2, tau)
-                        + tau * (series(&L3, tau) + tau * (series(&L4, tau) + tau * series(&L5, tau)))));
+                        + tau
+                            * (series(&L3, tau)
+                                + tau * (series(&L4, tau) + tau * series(&L5, tau)))));
     l / 1e8
 }
 
@@ -96,7 +96,7 @@ pub fn nutation_in_longitude(t: f64) -> f64 {
     let m = (357.52772 + 35_999.050_340 * t - 0.000_160_3 * t * t - t.powi(3) / 300_000.0) * DEG;
     let mp = (134.96298 + 477_198.867_398 * t + 0.008_697_2 * t * t + t.powi(3) / 56_250.0) * DEG;
     let f = (93.27191 + 483_202.017_538 * t - 0.003_682_5 * t * t + t.powi(3) / 327_270.0) * DEG;
-    let om = (125.04452 - 1934.136_261 * t + 0.002_070_8 * t * t + t.powi(3) / 450_000.0) * DEG;
+    let om = (125.04452 - 1_934.136_261 * t + 0.002_070_8 * t * t + t.powi(3) / 450_000.0) * DEG;
     // (D, M, M', F, Ω multipliers, coefficient, rate per century) in 0.0001″.
     const TERMS: [([f64; 5], f64, f64); 13] = [
         ([0.0, 0.0, 0.0, 0.0, 1.0], -171_996.0, -174.2),
@@ -170,14 +170,17 @@ pub fn equation_of_time_minutes(unix_seconds: i64) -> f64 {
 
 /// Leading terms of the VSOP87D Earth radius series R0 (beyond the constant term) and R1.
 const R0: [(f64, f64, f64); 6] = [
-    (1_670_700.0, 3.098_463_5, 6283.075_85),
+    (1_670_700.0, 3.098_463_5, 6_283.075_85),
     (13_956.0, 3.055_25, 12_566.151_7),
     (3084.0, 5.1985, 77_713.771_5),
     (1628.0, 1.1739, 5753.3849),
     (1576.0, 2.8469, 7860.4194),
     (925.0, 5.453, 11_506.77),
 ];
-const R1: [(f64, f64, f64); 2] = [(103_019.0, 1.107_49, 6283.075_85), (1721.0, 1.0644, 12_566.151_7)];
+const R1: [(f64, f64, f64); 2] = [
+    (103_019.0, 1.107_49, 6_283.075_85),
+    (1721.0, 1.0644, 12_566.151_7),
+];
 
 // VSOP87D Earth longitude series L0–L5 (Meeus, appendix III): (A, B, C) with
 // term = A·cos(B + C·τ), A in 1e-8 rad.
@@ -314,14 +317,14 @@ const L3: [(f64, f64, f64); 7] = [
     (1.0, 5.3, 18849.23),
     (1.0, 5.97, 242.73),
 ];
+#[allow(clippy::approx_constant)] // Meeus tabulates 3.142, not π.
 const L4: [(f64, f64, f64); 3] = [
     (114.0, 3.142, 0.0),
     (8.0, 4.13, 6283.08),
     (1.0, 3.84, 12566.15),
 ];
-const L5: [(f64, f64, f64); 1] = [
-    (1.0, 3.14, 0.0),
-];
+#[allow(clippy::approx_constant)] // Meeus tabulates 3.14, not π.
+const L5: [(f64, f64, f64); 1] = [(1.0, 3.14, 0.0)];
 
 #[cfg(test)]
 mod tests {

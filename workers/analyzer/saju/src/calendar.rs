@@ -283,7 +283,11 @@ fn parse_rfc3339(b: &[u8]) -> Result<Instant, &'static str> {
     }
     // A leap second is read as the last second of its minute.
     let second = second.min(59);
-    if month == 0 || month > 12 || day == 0 || day > u32::from(days_in_month(year.into(), month.into())) {
+    if month == 0
+        || month > 12
+        || day == 0
+        || day > u32::from(days_in_month(year.into(), month.into()))
+    {
         return Err("no such date");
     }
     let clock = CivilDateTime {

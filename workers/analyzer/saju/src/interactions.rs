@@ -127,11 +127,18 @@ mod tests {
         assert_eq!(ids, [102, 304, 501, 604, 904]);
         let hap = found.iter().find(|i| i.group.id == 102).unwrap();
         assert!(hap.contested);
-        assert_eq!(hap.position_names().collect::<Vec<_>>(), ["year", "month", "day"]);
+        assert_eq!(
+            hap.position_names().collect::<Vec<_>>(),
+            ["year", "month", "day"]
+        );
         // 인오술 with only 인 present is not reported; 사유축 gets 유 only → nothing.
         assert!(found.iter().all(|i| i.group.id != 402 && i.group.id != 403));
         // 신자진: 진 only → nothing; 해묘미: 묘 only → nothing.
-        let partial: Vec<u16> = found.iter().filter(|i| !i.complete).map(|i| i.group.id).collect();
+        let partial: Vec<u16> = found
+            .iter()
+            .filter(|i| !i.complete)
+            .map(|i| i.group.id)
+            .collect();
         assert!(partial.is_empty(), "{partial:?}");
         assert!(found.has_group(501));
         assert!(!found.has_group(401));
@@ -144,7 +151,11 @@ mod tests {
         let codes = [0, 21, 0, 13, 0, 10, 0, 10];
         let found = Interactions::find(&codes);
         let complete: Vec<u16> = found.complete_ids().collect();
-        let partial: Vec<u16> = found.iter().filter(|i| !i.complete).map(|i| i.group.id).collect();
+        let partial: Vec<u16> = found
+            .iter()
+            .filter(|i| !i.complete)
+            .map(|i| i.group.id)
+            .collect();
         assert_eq!(complete, [703]);
         assert_eq!(partial, [401, 504]);
     }

@@ -185,7 +185,14 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         int(out, l.month);
         raw(out, ",\"day\":");
         int(out, l.day);
-        raw(out, if l.leap { ",\"leap\":true}" } else { ",\"leap\":false}" });
+        raw(
+            out,
+            if l.leap {
+                ",\"leap\":true}"
+            } else {
+                ",\"leap\":false}"
+            },
+        );
     }
 
     let dm = &GANJI[a.day_master() as usize];
@@ -265,8 +272,22 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
             raw(out, pos);
             out.push(b'"');
         }
-        raw(out, if it.complete { "],\"complete\":true" } else { "],\"complete\":false" });
-        raw(out, if it.contested { ",\"contested\":true}" } else { ",\"contested\":false}" });
+        raw(
+            out,
+            if it.complete {
+                "],\"complete\":true"
+            } else {
+                "],\"complete\":false"
+            },
+        );
+        raw(
+            out,
+            if it.contested {
+                ",\"contested\":true}"
+            } else {
+                ",\"contested\":false}"
+            },
+        );
     }
     raw(out, "],\"groups\":[");
     for (i, id) in a.interactions.complete_ids().enumerate() {

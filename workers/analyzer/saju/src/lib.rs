@@ -33,6 +33,8 @@
 pub mod analysis;
 pub mod astro;
 pub mod calendar;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod interactions;
 pub mod json;

@@ -64,7 +64,11 @@ impl Luck {
         let month = cycle_index(p.codes[2], p.codes[3] - 10);
         let pillars = std::array::from_fn(|i| {
             let step = i as i16 + 1;
-            let step = if direction == Direction::Forward { step } else { -step };
+            let step = if direction == Direction::Forward {
+                step
+            } else {
+                -step
+            };
             (i16::from(month) + step).rem_euclid(60) as u8
         });
         Luck {

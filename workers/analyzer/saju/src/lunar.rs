@@ -166,7 +166,11 @@ mod tests {
         for i in 0..table::YEARS.len() - 1 {
             let y = Year::get(i64::from(FIRST_YEAR) + i as i64).unwrap();
             let total: i64 = y.months().map(|(_, _, d)| i64::from(d)).sum();
-            assert_eq!(y.new_year + total, i64::from(table::YEARS[i + 1].0), "year {i}");
+            assert_eq!(
+                y.new_year + total,
+                i64::from(table::YEARS[i + 1].0),
+                "year {i}"
+            );
         }
     }
 

@@ -202,7 +202,10 @@ pub enum Birth {
 
 /// Instants (Unix seconds) worth converting to a civil date: a day beyond the supported
 /// dates on either side, so that any offset still gives a precise out-of-range error.
-const INSTANT_RANGE: (i64, i64) = (-2_208_988_800 - 2 * SECONDS_PER_DAY, 4_133_980_800 + 2 * SECONDS_PER_DAY);
+const INSTANT_RANGE: (i64, i64) = (
+    -2_208_988_800 - 2 * SECONDS_PER_DAY,
+    4_133_980_800 + 2 * SECONDS_PER_DAY,
+);
 
 /// The eight characters and what was needed to find them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,8 +232,9 @@ impl Pillars {
         let (instant, civil, utc_offset) = match *birth {
             Birth::Instant(Instant(t)) => {
                 if !(INSTANT_RANGE.0..=INSTANT_RANGE.1).contains(&t) {
-                    let (year, month, day) =
-                        crate::calendar::civil_from_days(t.div_euclid(SECONDS_PER_DAY).clamp(-1 << 25, 1 << 25));
+                    let (year, month, day) = crate::calendar::civil_from_days(
+                        t.div_euclid(SECONDS_PER_DAY).clamp(-1 << 25, 1 << 25),
+                    );
                     return Err(Error::OutOfRange {
                         date: crate::error::DateText {
                             year: i64::from(year),
@@ -402,8 +406,14 @@ mod tests {
             day_boundary,
             ..fixed9()
         };
-        assert_eq!(&ganji(b, &with(DayBoundary::Midnight))[2..], ["갑자", "갑자"]);
-        assert_eq!(&ganji(b, &with(DayBoundary::SplitJasi))[2..], ["갑자", "병자"]);
+        assert_eq!(
+            &ganji(b, &with(DayBoundary::Midnight))[2..],
+            ["갑자", "갑자"]
+        );
+        assert_eq!(
+            &ganji(b, &with(DayBoundary::SplitJasi))[2..],
+            ["갑자", "병자"]
+        );
         assert_eq!(&ganji(b, &with(DayBoundary::Jasi))[2..], ["을축", "병자"]);
     }
 

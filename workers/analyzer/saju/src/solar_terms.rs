@@ -142,7 +142,10 @@ mod tests {
     const KST: i64 = 9 * 3600;
 
     fn kst(y: i32, mo: u8, d: u8, h: u8, mi: u8) -> i64 {
-        CivilDateTime::new(y, mo, d, h, mi, 0).unwrap().clock_seconds() - KST
+        CivilDateTime::new(y, mo, d, h, mi, 0)
+            .unwrap()
+            .clock_seconds()
+            - KST
     }
 
     fn kst_minute(t: i64) -> CivilDateTime {

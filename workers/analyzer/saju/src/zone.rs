@@ -144,11 +144,19 @@ fn seoul_offset(unix_seconds: i64) -> i32 {
     if unix_seconds >= last.0 {
         return last.1;
     }
-    let i = SEOUL_TRANSITIONS[..SEOUL_TRANSITION_COUNT].partition_point(|&(t, _)| t <= unix_seconds);
+    let i =
+        SEOUL_TRANSITIONS[..SEOUL_TRANSITION_COUNT].partition_point(|&(t, _)| t <= unix_seconds);
     if i == 0 {
         SEOUL_LMT
     } else {
         SEOUL_TRANSITIONS[i - 1].1
+    }
+}
+
+impl std::str::FromStr for Zone {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Zone::parse(s)
     }
 }
 
@@ -171,7 +179,9 @@ mod tests {
     use crate::calendar::CivilDateTime;
 
     fn clock(y: i32, mo: u8, d: u8, h: u8, mi: u8) -> i64 {
-        CivilDateTime::new(y, mo, d, h, mi, 0).unwrap().clock_seconds()
+        CivilDateTime::new(y, mo, d, h, mi, 0)
+            .unwrap()
+            .clock_seconds()
     }
 
     #[test]

@@ -1,0 +1,480 @@
+//! The `chart` command: one chart from flags, or a JSONL stream of births to a JSONL
+//! stream of `analysis_result` documents. The `analyzer` binary mounts [`ChartArgs`] as
+//! its `chart` subcommand and calls [`run_chart`] with stdin and stdout.
+//!
+//! JSONL input, one object per line (unknown keys are ignored, blank lines skipped):
+//!
+//! ```text
+//! {"birth": "1990-05-12T14:30:00+09:00", "gender": "M"}
+//! {"lunar": {"year": 2020, "month": 4, "day": 15, "leap": true}, "time": "14:30", "gender": "F"}
+//! {"date": "1990-05-12", "time": "14:30", "gender": "F"}
+//! ```
+//!
+//! `birth` is an instant; `date` + `time` and `lunar` + `time` are readings of the
+//! `--zone` civil clock. Each input line gives exactly one output line, in order: the
+//! document, or `{"version":1,"error":"…"}` for a line that cannot be charted. Memory stays
+//! constant whatever the input size (lines over 1 MiB are rejected as errors), and output
+//! is flushed before each read that may block, so the command also works as a
+//! request/response filter over a pipe.
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, Write};
+
+use serde::Deserialize;
+
+use crate::analysis::Analysis;
+use crate::calendar::{check_date, parse_clock_time, CivilDateTime, Instant};
+use crate::error::Error;
+use crate::json;
+use crate::lunar::LunarDate;
+use crate::pillars::{Birth, DayBoundary, Gender, Options, SolarTime, SEOUL_LONGITUDE};
+use crate::zone::Zone;
+
+/// Longest accepted input line.
+const MAX_LINE: usize = 1 << 20;
+
+/// Output is handed to the writer once this much is pending.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// Arguments of the `chart` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChartArgs {
+    /// Birth instant in RFC 3339 (e.g. 2024-02-04T17:28:00+09:00) for a single chart.
+    /// Required unless --jsonl.
+    #[arg(
+        long,
+        env = "SAJU_BIRTH",
+        required_unless_present = "jsonl",
+        conflicts_with = "jsonl"
+    )]
+    pub birth: Option<String>,
+
+    /// Gender for the single chart, M or F (sets the luck pillars' direction).
+    /// Required with --birth; with --jsonl each line carries its own.
+    #[arg(long, env = "SAJU_GENDER", required_unless_present = "jsonl")]
+    pub gender: Option<Gender>,
+
+    /// Read one JSON object per line from stdin and write one result per line to stdout.
+    #[arg(long, env = "SAJU_JSONL")]
+    pub jsonl: bool,
+
+    /// Civil clock of the birth place: Asia/Seoul (with its history of offsets and
+    /// daylight saving), UTC, or a fixed offset such as +09:00. Default: Asia/Seoul.
+    #[arg(long, env = "SAJU_ZONE", default_value = "Asia/Seoul")]
+    pub zone: Zone,
+
+    /// When the day pillar changes around 자시: midnight (at 00:00), split-jasi
+    /// (야자시/조자시: day kept, next day's hour stem from 23:00) or jasi (at 23:00).
+    /// Default: midnight.
+    #[arg(long, env = "SAJU_DAY_BOUNDARY", default_value = "midnight")]
+    pub day_boundary: DayBoundary,
+
+    /// Clock for the day and hour pillars: none (civil clock), mean (local mean solar
+    /// time at --longitude) or true (apparent solar time). Default: none.
+    #[arg(long, env = "SAJU_SOLAR_TIME", default_value = "none")]
+    pub solar_time: SolarTime,
+
+    /// Longitude in degrees east for --solar-time mean|true. Default: 126.98 (Seoul).
+    #[arg(long, env = "SAJU_LONGITUDE", default_value_t = SEOUL_LONGITUDE, allow_negative_numbers = true)]
+    pub longitude: f64,
+}
+
+impl ChartArgs {
+    /// The chart options these arguments select, validated.
+    pub fn options(&self) -> Result<Options, Error> {
+        let options = Options {
+            zone: self.zone,
+            day_boundary: self.day_boundary,
+            solar_time: self.solar_time,
+            longitude: self.longitude,
+        };
+        options.validate()?;
+        Ok(options)
+    }
+}
+
+/// Why the command failed as a whole (a bad JSONL line is not a failure: it gets an
+/// error line and the stream goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// Reading input or writing output failed.
+    #[error("chart I/O failed")]
+    Io(#[from] io::Error),
+    /// The single chart, or the options, are invalid.
+    #[error("cannot chart")]
+    Chart(#[source] Error),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChartSummary {
+    /// Documents written.
+    pub charts: u64,
+    /// Error lines written.
+    pub errors: u64,
+}
+
+/// Runs the `chart` command: with `--birth` writes one document line to `output`;
+/// with `--jsonl` streams `input` to `output` as described in the module doc.
+pub fn run_chart(
+    args: &ChartArgs,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<ChartSummary, ChartError> {
+    let options = args.options().map_err(ChartError::Chart)?;
+    if !args.jsonl {
+        let birth = args.birth.as_deref().unwrap_or_default();
+        let birth = Birth::Instant(Instant::parse_rfc3339(birth).map_err(ChartError::Chart)?);
+        let gender = args
+            .gender
+            .ok_or_else(|| ChartError::Chart(Error::parse("gender", "missing (M or F)")))?;
+        let analysis = Analysis::compute(&birth, gender, &options).map_err(ChartError::Chart)?;
+        let mut out = Vec::with_capacity(2048);
+        json::write_analysis(&analysis, &mut out);
+        out.push(b'\n');
+        output.write_all(&out)?;
+        output.flush()?;
+        return Ok(ChartSummary {
+            charts: 1,
+            errors: 0,
+        });
+    }
+    stream(&options, input, output)
+}
+
+fn stream(
+    options: &Options,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> Result<ChartSummary, ChartError> {
+    let mut summary = ChartSummary::default();
+    let mut out: Vec<u8> = Vec::with_capacity(OUTPUT_CHUNK + 4096);
+    let mut carry: Vec<u8> = Vec::new();
+    let mut overlong = false;
+    loop {
+        // The next read may block: hand over what is ready first.
+        if !out.is_empty() {
+            output.write_all(&out)?;
+            output.flush()?;
+            out.clear();
+        }
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        let mut start = 0;
+        while let Some(pos) = chunk[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos;
+            if overlong {
+                write_line_error(&mut out, &mut summary, "input line longer than 1 MiB");
+                overlong = false;
+                carry.clear();
+            } else if carry.is_empty() {
+                chart_line(&chunk[start..end], options, &mut out, &mut summary);
+            } else {
+                carry.extend_from_slice(&chunk[start..end]);
+                chart_line(&carry, options, &mut out, &mut summary);
+                carry.clear();
+            }
+            start = end + 1;
+            if out.len() >= OUTPUT_CHUNK {
+                output.write_all(&out)?;
+                out.clear();
+            }
+        }
+        if !overlong {
+            carry.extend_from_slice(&chunk[start..]);
+            if carry.len() > MAX_LINE {
+                overlong = true;
+                carry = Vec::new();
+            }
+        }
+        input.consume(n);
+    }
+    if overlong {
+        write_line_error(&mut out, &mut summary, "input line longer than 1 MiB");
+    } else if !carry.is_empty() {
+        chart_line(&carry, options, &mut out, &mut summary);
+    }
+    output.write_all(&out)?;
+    output.flush()?;
+    Ok(summary)
+}
+
+fn write_line_error(out: &mut Vec<u8>, summary: &mut ChartSummary, message: &str) {
+    json::write_error(out, message);
+    out.push(b'\n');
+    summary.errors += 1;
+}
+
+fn chart_line(line: &[u8], options: &Options, out: &mut Vec<u8>, summary: &mut ChartSummary) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > MAX_LINE {
+        return write_line_error(out, summary, "input line longer than 1 MiB");
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    match parse_line(line).and_then(|(birth, gender)| Analysis::compute(&birth, gender, options)) {
+        Ok(analysis) => {
+            json::write_analysis(&analysis, out);
+            out.push(b'\n');
+            summary.charts += 1;
+        }
+        Err(e) => write_line_error(out, summary, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    birth: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    date: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(default)]
+    lunar: Option<LunarInput>,
+    #[serde(borrow, default)]
+    gender: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct LunarInput {
+    year: i64,
+    month: i64,
+    day: i64,
+    #[serde(default)]
+    leap: bool,
+}
+
+/// Parses one input object into a birth and gender.
+pub fn parse_line(line: &[u8]) -> Result<(Birth, Gender), Error> {
+    let line: Line<'_> = serde_json::from_slice(line).map_err(|e| {
+        Error::parse(
+            "input line",
+            format!("not a JSON object of the expected shape: {e}"),
+        )
+    })?;
+    let gender: Gender = line
+        .gender
+        .as_deref()
+        .ok_or_else(|| Error::parse("gender", "missing (M or F)"))?
+        .parse()?;
+    let time = || -> Result<u32, Error> {
+        parse_clock_time(
+            line.time
+                .as_deref()
+                .ok_or_else(|| Error::parse("time", "missing (HH:MM)"))?,
+        )
+    };
+    let birth = match (&line.birth, &line.date, &line.lunar) {
+        (Some(b), None, None) => Birth::Instant(Instant::parse_rfc3339(b)?),
+        (None, Some(d), None) => {
+            let (y, m, dd) = parse_date(d)?;
+            let t = time()?;
+            Birth::Civil(CivilDateTime::new(
+                y,
+                m,
+                dd,
+                (t / 3600) as u8,
+                (t / 60 % 60) as u8,
+                (t % 60) as u8,
+            )?)
+        }
+        (None, None, Some(l)) => {
+            let narrow = |v: i64| u8::try_from(v).unwrap_or(u8::MAX);
+            if !(1..=12).contains(&l.month) || !(1..=30).contains(&l.day) {
+                return Err(Error::NoSuchLunarDay {
+                    year: l.year,
+                    month: l.month,
+                    leap: l.leap,
+                    day: l.day,
+                    days: 0,
+                });
+            }
+            let year = i32::try_from(l.year).map_err(|_| Error::LunarOutOfRange {
+                date: crate::error::DateText {
+                    year: l.year,
+                    month: l.month,
+                    day: l.day,
+                },
+            })?;
+            Birth::Lunar {
+                date: LunarDate {
+                    year,
+                    month: narrow(l.month),
+                    day: narrow(l.day),
+                    leap: l.leap,
+                },
+                time_of_day: time()?,
+            }
+        }
+        (None, None, None) => {
+            return Err(Error::parse(
+                "input line",
+                "needs one of birth, date + time, lunar + time",
+            ))
+        }
+        _ => {
+            return Err(Error::parse(
+                "input line",
+                "give only one of birth, date + time, lunar + time",
+            ))
+        }
+    };
+    Ok((birth, gender))
+}
+
+fn parse_date(text: &str) -> Result<(i32, u8, u8), Error> {
+    let bad = || Error::parse("date", format!("{text:?} is not YYYY-MM-DD"));
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |v, &c| {
+            c.is_ascii_digit().then(|| v * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = (
+        num(0..4).ok_or_else(bad)?,
+        num(5..7).ok_or_else(bad)?,
+        num(8..10).ok_or_else(bad)?,
+    );
+    check_date(y, m, d)?;
+    Ok((y as i32, m as u8, d as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        chart: ChartArgs,
+    }
+
+    fn args(extra: &[&str]) -> ChartArgs {
+        let mut argv = vec!["chart"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().chart
+    }
+
+    fn run_jsonl(input: &str) -> (Vec<serde_json::Value>, ChartSummary) {
+        let mut out = Vec::new();
+        let summary = run_chart(&args(&["--jsonl"]), input.as_bytes(), &mut out).unwrap();
+        let lines = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, summary)
+    }
+
+    #[test]
+    fn single_chart() {
+        let a = args(&["--birth", "2024-02-04T17:28:00+09:00", "--gender", "M"]);
+        assert_eq!(a.zone, Zone::Seoul);
+        assert_eq!(a.day_boundary, DayBoundary::Midnight);
+        let mut out = Vec::new();
+        run_chart(&a, io::empty(), &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["ganji"][0], "갑진");
+        assert_eq!(doc["codes"].as_array().unwrap().len(), 8);
+        let bad = args(&["--birth", "1850-01-01T00:00:00Z", "--gender", "F"]);
+        let e = run_chart(&bad, io::empty(), Vec::new()).unwrap_err();
+        let ChartError::Chart(e) = e else {
+            panic!("{e}")
+        };
+        assert!(e.to_string().contains("outside the supported range"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = args(&[
+            "--jsonl",
+            "--zone",
+            "+08:30",
+            "--day-boundary",
+            "split-jasi",
+            "--solar-time",
+            "true",
+            "--longitude",
+            "-73.5",
+        ]);
+        let o = a.options().unwrap();
+        assert_eq!(o.zone, Zone::Fixed(30_600));
+        assert_eq!(o.day_boundary, DayBoundary::SplitJasi);
+        assert_eq!(o.solar_time, SolarTime::True);
+        assert_eq!(o.longitude, -73.5);
+        let mut argv = vec!["chart", "--jsonl", "--zone", "Mars/Olympus"];
+        assert!(Cli::try_parse_from(argv.clone()).is_err());
+        argv.truncate(2);
+        argv.extend(["--day-boundary", "noon"]);
+        assert!(Cli::try_parse_from(argv).is_err());
+        assert!(Cli::try_parse_from(["chart"]).is_err());
+    }
+
+    #[test]
+    fn jsonl_lines_in_order_with_errors_inline() {
+        let input = concat!(
+            "{\"birth\": \"2024-02-04T17:28:00+09:00\", \"gender\": \"M\"}\n",
+            "\n",
+            "not json\n",
+            "{\"lunar\": {\"year\": 2020, \"month\": 4, \"day\": 15, \"leap\": true}, \"time\": \"14:30\", \"gender\": \"F\"}\r\n",
+            "{\"lunar\": {\"year\": 2021, \"month\": 4, \"day\": 1, \"leap\": true}, \"time\": \"14:30\", \"gender\": \"F\"}\n",
+            "{\"date\": \"1990-05-12\", \"time\": \"14:30\", \"gender\": \"F\", \"name\": \"x\"}\n",
+            "{\"birth\": \"1850-01-01T00:00:00Z\", \"gender\": \"M\"}\n",
+            "{\"birth\": \"2024-02-04T17:28:00+09:00\"}"
+        );
+        let (lines, summary) = run_jsonl(input);
+        assert_eq!(
+            summary,
+            ChartSummary {
+                charts: 3,
+                errors: 4
+            }
+        );
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[0]["ganji"][1], "병인");
+        assert!(lines[1]["error"].as_str().unwrap().contains("input line"));
+        assert_eq!(lines[2]["solar_date"], "2020-06-06");
+        assert_eq!(lines[2]["lunar"]["leap"], true);
+        assert_eq!(lines[3]["error"], "lunar 2021-04 has no leap month");
+        assert_eq!(lines[4]["solar_date"], "1990-05-12");
+        assert!(lines[5]["error"].as_str().unwrap().contains("1850-01-01"));
+        assert!(lines[6]["error"].as_str().unwrap().contains("gender"));
+    }
+
+    #[test]
+    fn overlong_lines_are_rejected_and_the_stream_goes_on() {
+        let mut input = "x".repeat(MAX_LINE + 10);
+        input.push('\n');
+        input.push_str("{\"birth\": \"2000-01-07T12:00:00+09:00\", \"gender\": \"M\"}\n");
+        let (lines, summary) = run_jsonl(&input);
+        assert_eq!(
+            summary,
+            ChartSummary {
+                charts: 1,
+                errors: 1
+            }
+        );
+        assert!(lines[0]["error"].as_str().unwrap().contains("longer"));
+        assert_eq!(lines[1]["ganji"][2], "갑자");
+    }
+
+    #[test]
+    fn lines_split_across_reads() {
+        let line = "{\"birth\": \"2000-01-07T12:00:00+09:00\", \"gender\": \"M\"}\n";
+        let input = line.repeat(500);
+        let reader = io::BufReader::with_capacity(7, input.as_bytes());
+        let mut out = Vec::new();
+        let s = run_chart(&args(&["--jsonl"]), reader, &mut out).unwrap();
+        assert_eq!(s.charts, 500);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 500);
+    }
+}
