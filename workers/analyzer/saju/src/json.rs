@@ -35,7 +35,9 @@
 use crate::analysis::{Analysis, TenGod};
 use crate::interactions::PILLAR_NAMES;
 use crate::luck::LUCK_PILLARS;
-use crate::tables::{Element, GANJI, GANJI_60, HIDDEN_STEMS};
+use std::sync::OnceLock;
+
+use crate::tables::{Element, GANJI, GANJI_60, HIDDEN_STEMS, INTERACTION_GROUPS};
 
 /// Version of the document shape; bump on any incompatible change.
 pub const VERSION: u32 = 1;
@@ -132,8 +134,130 @@ fn element_object(out: &mut Vec<u8>, mut value: impl FnMut(&mut Vec<u8>, Element
     out.push(b'}');
 }
 
+/// Pieces of the document that depend on one or two codes only, built once and then
+/// copied whole (a few large copies are much faster than many small writes).
+struct Fragments {
+    /// `[{"code":…,"name":…,"days":…,"ten_god":…},…]` per (branch index × 10 + day stem).
+    hidden: Vec<Vec<u8>>,
+    /// `{"age":` is written per chart; this is `,"codes":[s,b],"ganji":"…"}` per cycle
+    /// position.
+    luck_tail: Vec<Vec<u8>>,
+    /// `{"group":…,"category":"…","name":"…","positions":[` per group, in table order.
+    group_head: Vec<Vec<u8>>,
+    /// `"year","day"…` per 4-bit position mask.
+    positions: Vec<Vec<u8>>,
+    /// `{"code":…,"name":"…","element":"…","yin_yang":"…"}` per stem.
+    day_master: Vec<Vec<u8>>,
+    /// `"편재"` (quoted) per (day stem × 10 + other stem).
+    ten_god: Vec<Vec<u8>>,
+}
+
+impl Fragments {
+    fn get() -> &'static Fragments {
+        static FRAGMENTS: OnceLock<Fragments> = OnceLock::new();
+        FRAGMENTS.get_or_init(Fragments::build)
+    }
+
+    fn build() -> Fragments {
+        let mut hidden = Vec::with_capacity(120);
+        for branch in &HIDDEN_STEMS {
+            for day_stem in 0..10u8 {
+                let mut out = vec![b'['];
+                for (j, (stem, days)) in branch.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    raw(&mut out, "{\"code\":");
+                    int(&mut out, stem);
+                    raw(&mut out, ",\"name\":\"");
+                    raw(&mut out, GANJI[stem as usize].name_ko);
+                    raw(&mut out, "\",\"days\":");
+                    int(&mut out, days);
+                    raw(&mut out, ",\"ten_god\":\"");
+                    raw(&mut out, TenGod::of(day_stem, stem).name_ko());
+                    raw(&mut out, "\"}");
+                }
+                out.push(b']');
+                hidden.push(out);
+            }
+        }
+        let luck_tail = (0..60u8)
+            .map(|pos| {
+                let mut out = Vec::new();
+                raw(&mut out, ",\"codes\":[");
+                int(&mut out, pos % 10);
+                out.push(b',');
+                int(&mut out, 10 + pos % 12);
+                raw(&mut out, "],\"ganji\":\"");
+                raw(&mut out, GANJI_60[pos as usize]);
+                raw(&mut out, "\"}");
+                out
+            })
+            .collect();
+        let group_head = INTERACTION_GROUPS
+            .iter()
+            .map(|g| {
+                let mut out = Vec::new();
+                raw(&mut out, "{\"group\":");
+                int(&mut out, g.id);
+                raw(&mut out, ",\"category\":\"");
+                raw(&mut out, g.category.name_ko());
+                raw(&mut out, "\",\"name\":\"");
+                raw(&mut out, g.description);
+                raw(&mut out, "\",\"positions\":[");
+                out
+            })
+            .collect();
+        let positions = (0..16u8)
+            .map(|mask| {
+                let mut out = Vec::new();
+                for (i, name) in PILLAR_NAMES.iter().enumerate() {
+                    if mask >> i & 1 == 1 {
+                        if !out.is_empty() {
+                            out.push(b',');
+                        }
+                        out.push(b'"');
+                        raw(&mut out, name);
+                        out.push(b'"');
+                    }
+                }
+                out
+            })
+            .collect();
+        let day_master = GANJI[..10]
+            .iter()
+            .map(|dm| {
+                let mut out = Vec::new();
+                raw(&mut out, "{\"code\":");
+                int(&mut out, dm.code);
+                raw(&mut out, ",\"name\":\"");
+                raw(&mut out, dm.name_ko);
+                raw(&mut out, "\",\"element\":\"");
+                raw(&mut out, dm.element.key());
+                raw(&mut out, "\",\"yin_yang\":\"");
+                raw(&mut out, dm.yin_yang.key());
+                raw(&mut out, "\"}");
+                out
+            })
+            .collect();
+        let ten_god = (0..100u8)
+            .map(|i| format!("\"{}\"", TenGod::of(i / 10, i % 10).name_ko()).into_bytes())
+            .collect();
+        Fragments {
+            hidden,
+            luck_tail,
+            group_head,
+            positions,
+            day_master,
+            ten_god,
+        }
+    }
+}
+
 /// Appends the `analysis_result` document of `a` to `out` (no trailing newline).
 pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
+    let f = Fragments::get();
+    out.reserve(3072);
     let p = &a.pillars;
     let codes = p.codes;
     raw(out, "{\"version\":1,\"codes\":[");
@@ -143,34 +267,42 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         }
         int(out, c);
     }
-    raw(out, "],\"ganji\":[");
-    for (i, name) in p.ganji().iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        raw(out, name);
-        out.push(b'"');
-    }
+    raw(out, "],\"ganji\":[\"");
+    let ganji = p.ganji();
+    raw(out, ganji[0]);
+    raw(out, "\",\"");
+    raw(out, ganji[1]);
+    raw(out, "\",\"");
+    raw(out, ganji[2]);
+    raw(out, "\",\"");
+    raw(out, ganji[3]);
     let c = &p.civil;
-    raw(out, "],\"solar_date\":\"");
-    int(out, c.year);
-    out.push(b'-');
-    two(out, c.month);
-    out.push(b'-');
-    two(out, c.day);
+    let mut date = [0u8; 10];
+    date[..4].copy_from_slice(&[
+        b'0' + (c.year / 1000 % 10) as u8,
+        b'0' + (c.year / 100 % 10) as u8,
+        b'0' + (c.year / 10 % 10) as u8,
+        b'0' + (c.year % 10) as u8,
+    ]);
+    date[4] = b'-';
+    date[5..7].copy_from_slice(&[b'0' + c.month / 10, b'0' + c.month % 10]);
+    date[7] = b'-';
+    date[8..].copy_from_slice(&[b'0' + c.day / 10, b'0' + c.day % 10]);
+    raw(out, "\"],\"solar_date\":\"");
+    out.extend_from_slice(&date);
     raw(out, "\",\"civil_time\":\"");
-    int(out, c.year);
-    out.push(b'-');
-    two(out, c.month);
-    out.push(b'-');
-    two(out, c.day);
-    out.push(b'T');
-    two(out, c.hour);
-    out.push(b':');
-    two(out, c.minute);
-    out.push(b':');
-    two(out, c.second);
+    out.extend_from_slice(&date);
+    out.extend_from_slice(&[
+        b'T',
+        b'0' + c.hour / 10,
+        b'0' + c.hour % 10,
+        b':',
+        b'0' + c.minute / 10,
+        b'0' + c.minute % 10,
+        b':',
+        b'0' + c.second / 10,
+        b'0' + c.second % 10,
+    ]);
     raw(out, "\",\"utc_offset\":");
     int(out, p.utc_offset);
     raw(out, ",\"saju_year\":");
@@ -195,16 +327,9 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         );
     }
 
-    let dm = &GANJI[a.day_master() as usize];
-    raw(out, ",\"day_master\":{\"code\":");
-    int(out, dm.code);
-    raw(out, ",\"name\":\"");
-    raw(out, dm.name_ko);
-    raw(out, "\",\"element\":\"");
-    raw(out, dm.element.key());
-    raw(out, "\",\"yin_yang\":\"");
-    raw(out, dm.yin_yang.key());
-    raw(out, "\"},\"elements\":");
+    raw(out, ",\"day_master\":");
+    out.extend_from_slice(&f.day_master[a.day_master() as usize]);
+    raw(out, ",\"elements\":");
     element_object(out, |out, e| centi(out, i64::from(a.score_centi(e))));
     raw(out, ",\"element_counts\":");
     element_object(out, |out, e| int(out, a.element_counts[e as usize]));
@@ -213,6 +338,7 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     raw(out, ",\"yin\":");
     int(out, a.yin);
 
+    let day_stem = a.day_master();
     raw(out, "},\"ten_gods\":{");
     for (i, key) in TEN_GOD_KEYS.iter().enumerate() {
         if i > 0 {
@@ -220,36 +346,30 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         }
         out.push(b'"');
         raw(out, key);
-        raw(out, "\":\"");
-        raw(out, a.ten_gods[i].map_or("일간", TenGod::name_ko));
-        out.push(b'"');
+        raw(out, "\":");
+        match a.ten_gods[i] {
+            None => raw(out, "\"일간\""),
+            Some(_) => {
+                let stem = if codes[i] < 10 {
+                    codes[i]
+                } else {
+                    HIDDEN_STEMS[codes[i] as usize - 10].main()
+                };
+                out.extend_from_slice(&f.ten_god[day_stem as usize * 10 + stem as usize]);
+            }
+        }
     }
 
     raw(out, "},\"hidden_stems\":{");
-    let day_stem = a.day_master();
     for (pillar, name) in PILLAR_NAMES.iter().enumerate() {
         if pillar > 0 {
             out.push(b',');
         }
         out.push(b'"');
         raw(out, name);
-        raw(out, "\":[");
-        let hidden = &HIDDEN_STEMS[codes[2 * pillar + 1] as usize - 10];
-        for (j, (stem, days)) in hidden.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            raw(out, "{\"code\":");
-            int(out, stem);
-            raw(out, ",\"name\":\"");
-            raw(out, GANJI[stem as usize].name_ko);
-            raw(out, "\",\"days\":");
-            int(out, days);
-            raw(out, ",\"ten_god\":\"");
-            raw(out, TenGod::of(day_stem, stem).name_ko());
-            raw(out, "\"}");
-        }
-        out.push(b']');
+        raw(out, "\":");
+        let branch = codes[2 * pillar + 1] as usize - 10;
+        out.extend_from_slice(&f.hidden[branch * 10 + day_stem as usize]);
     }
 
     raw(out, "},\"interactions\":[");
@@ -257,21 +377,9 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        raw(out, "{\"group\":");
-        int(out, it.group.id);
-        raw(out, ",\"category\":\"");
-        raw(out, it.group.category.name_ko());
-        raw(out, "\",\"name\":\"");
-        raw(out, it.group.description);
-        raw(out, "\",\"positions\":[");
-        for (j, pos) in it.position_names().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            out.push(b'"');
-            raw(out, pos);
-            out.push(b'"');
-        }
+        let index = INTERACTION_GROUPS.partition_point(|g| g.id < it.group.id);
+        out.extend_from_slice(&f.group_head[index]);
+        out.extend_from_slice(&f.positions[it.positions as usize & 15]);
         raw(
             out,
             if it.complete {
@@ -309,16 +417,9 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        let pos = luck.pillars[i];
         raw(out, "{\"age\":");
         int(out, luck.age_of(i));
-        raw(out, ",\"codes\":[");
-        int(out, pos % 10);
-        out.push(b',');
-        int(out, 10 + pos % 12);
-        raw(out, "],\"ganji\":\"");
-        raw(out, GANJI_60[pos as usize]);
-        raw(out, "\"}");
+        out.extend_from_slice(&f.luck_tail[luck.pillars[i] as usize]);
     }
 
     let o = &a.options;
