@@ -1,7 +1,7 @@
 //! The pipeline's topics, their partitions and retention, in one place.
 //!
-//! `<worker> create-topics` (called by `scripts/up`) creates them all; the broker-side settings
-//! for the compose stack mirror this list in `redpanda/`.
+//! `<worker> create-topics` (called by `scripts/up`) creates them all; the compose stack's
+//! `redpanda/topics.conf` carries the same names and settings.
 
 use crate::kafka::TopicSpec;
 
@@ -19,27 +19,38 @@ pub fn dlq_topic(source_topic: &str) -> String {
     format!("{source_topic}.dlq")
 }
 
+const COMPACT_DELETE: &str = "compact,delete";
 const SEVEN_DAYS_MS: &str = "604800000";
 const THIRTY_DAYS_MS: &str = "2592000000";
 
 /// Every topic of the pipeline for CDC topics named `<prefix>.<schema>.<table>`.
 pub fn pipeline_topics(prefix: &str, partitions: i32) -> Vec<TopicSpec> {
-    let retained = |name: String, retention: &str| TopicSpec {
+    // Change and result topics are keyed by row id: compaction keeps each row's latest event
+    // beyond the retention window. Dead letters are kept whole, for longer.
+    let retained = |name: String, policy: &str, retention: &str| TopicSpec {
         name,
         partitions,
         configs: vec![
-            ("cleanup.policy".to_owned(), "delete".to_owned()),
+            ("cleanup.policy".to_owned(), policy.to_owned()),
             ("retention.ms".to_owned(), retention.to_owned()),
         ],
     };
     let mut topics = Vec::new();
     for table in DEFAULT_TABLES {
         let cdc = format!("{prefix}.{table}");
-        topics.push(retained(dlq_topic(&cdc), THIRTY_DAYS_MS));
-        topics.push(retained(cdc, SEVEN_DAYS_MS));
+        topics.push(retained(dlq_topic(&cdc), "delete", THIRTY_DAYS_MS));
+        topics.push(retained(cdc, COMPACT_DELETE, SEVEN_DAYS_MS));
     }
-    topics.push(retained(ANALYSIS_TOPIC.to_owned(), SEVEN_DAYS_MS));
-    topics.push(retained(ENRICHED_TOPIC.to_owned(), SEVEN_DAYS_MS));
+    topics.push(retained(
+        ANALYSIS_TOPIC.to_owned(),
+        COMPACT_DELETE,
+        SEVEN_DAYS_MS,
+    ));
+    topics.push(retained(
+        ENRICHED_TOPIC.to_owned(),
+        COMPACT_DELETE,
+        SEVEN_DAYS_MS,
+    ));
     topics
 }
 

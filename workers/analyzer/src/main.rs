@@ -23,17 +23,37 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compute charts on the command line: one with --birth and --gender, or a stream of
+    /// JSON lines with --jsonl (one result line per input line, in order).
+    Chart(saju::cli::ChartArgs),
     #[command(flatten)]
     Admin(AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Chart(args)) = &cli.command {
+        return chart(args);
+    }
     shared::process::run_main("analyzer", &cli.telemetry, async move {
         match (cli.command, cli.run) {
             (Some(Command::Admin(admin)), _) => admin.run("analyzer").await,
+            (Some(Command::Chart(_)), _) => unreachable!("handled before the runtime starts"),
             (None, Some(config)) => analyzer::run(config, Shutdown::install()?).await,
             (None, None) => anyhow::bail!("nothing to do; see --help"),
         }
     })
+}
+
+/// `analyzer chart`: synchronous, stdin to stdout, no runtime and no logging to interleave.
+fn chart(args: &saju::cli::ChartArgs) -> ExitCode {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match saju::cli::run_chart(args, stdin, stdout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("analyzer chart: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,456 @@
+//! A `saju_profiles` change event read into the analyzer's terms: which row, which inputs,
+//! and whether there is anything to do.
+//!
+//! Column values arrive as wal2json printed them: `uuid`, `text`, `char` and `timestamptz` as
+//! strings (the timestamp in the walsender's `DateStyle`, e.g. `1990-05-15 05:30:00+00`),
+//! booleans as booleans. Columns the event lacks (unchanged TOASTed values) are absent, which
+//! is not the same as NULL.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Map, Value};
+use shared::envelope::{ChangeEvent, Op};
+use uuid::Uuid;
+
+use saju::{Birth, CivilDateTime, Gender, Instant, LunarDate, Options};
+
+/// What a profile's analysis depends on, as the row holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inputs {
+    /// The birth instant (`birth_date`).
+    pub birth_date: DateTime<Utc>,
+    /// `is_solar`: false means the civil date of `birth_date` is a lunar date.
+    pub is_solar: bool,
+    /// `is_leap_month` for lunar input.
+    pub is_leap_month: bool,
+    /// `gender` (`M`/`F`), which the luck pillars need; NULL in the row is `None`.
+    pub gender: Option<String>,
+}
+
+/// A profile to analyze.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Primary key.
+    pub id: Uuid,
+    /// The inputs the result will be computed from.
+    pub inputs: Inputs,
+}
+
+/// What to do with one event.
+#[derive(Debug)]
+pub enum Decision {
+    /// Compute and write back.
+    Analyze(Profile),
+    /// Nothing to do; the reason is a metric label.
+    Skip(SkipReason),
+}
+
+/// Why an event needs no work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The row's recorded fingerprint equals that of its inputs: the analyzer's own
+    /// write-back, or an edit of a column that is not an input.
+    Unchanged,
+    /// A delete (the row is gone) or a truncate.
+    Deleted,
+}
+
+impl SkipReason {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Unchanged => "unchanged",
+            SkipReason::Deleted => "deleted",
+        }
+    }
+}
+
+/// An event that cannot be read: it goes to the dead-letter topic with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedEvent {
+    /// The payload is not a change envelope.
+    #[error("payload is not a change envelope: {0}")]
+    NotAnEnvelope(#[source] serde_json::Error),
+    /// A create/update/read without `after`.
+    #[error("`{op}` event has no `after` row")]
+    NoAfter {
+        /// The event's op.
+        op: &'static str,
+    },
+    /// A column is missing or has the wrong type.
+    #[error("column `{column}`: {problem}")]
+    Column {
+        /// Column name.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl MalformedEvent {
+    fn column(column: &'static str, problem: impl Into<String>) -> Self {
+        MalformedEvent::Column {
+            column,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Reads an event and decides what it asks for. `fingerprint` is [`Fingerprint::of`] with
+/// the analyzer's conventions.
+pub fn decide(event: &ChangeEvent, fingerprint: &Fingerprint) -> Result<Decision, MalformedEvent> {
+    match event.op {
+        Op::Delete | Op::Truncate => return Ok(Decision::Skip(SkipReason::Deleted)),
+        Op::Create | Op::Update | Op::Read => {}
+    }
+    let row = event.after.as_ref().ok_or(MalformedEvent::NoAfter {
+        op: event.op.as_str(),
+    })?;
+    let id = uuid_column(row, "id")?;
+    let inputs = Inputs {
+        birth_date: timestamp_column(row, "birth_date")?,
+        is_solar: bool_column(row, "is_solar")?,
+        is_leap_month: bool_column(row, "is_leap_month")?,
+        gender: optional_text_column(row, "gender")?.map(|g| g.trim_end().to_owned()),
+    };
+    // `analysis_input` is small and never TOASTed, so an update carries it. An absent one
+    // (an event from before the column existed) reads as "never analyzed".
+    if event.op == Op::Update {
+        let recorded = optional_text_column(row, "analysis_input").unwrap_or(None);
+        if recorded.as_deref() == Some(fingerprint.of(&inputs).as_str()) {
+            return Ok(Decision::Skip(SkipReason::Unchanged));
+        }
+    }
+    Ok(Decision::Analyze(Profile { id, inputs }))
+}
+
+/// Fingerprints of inputs under the analyzer's conventions and engine version: equal
+/// fingerprints give equal results.
+#[derive(Clone, Debug)]
+pub struct Fingerprint {
+    conventions: String,
+}
+
+impl Fingerprint {
+    /// For results computed with `options` by this build's engine.
+    pub fn new(options: &Options) -> Self {
+        let mut conventions = format!(
+            "v{}|{}|{}|{}",
+            saju::json::VERSION,
+            options.zone,
+            options.day_boundary,
+            options.solar_time
+        );
+        if options.solar_time != saju::SolarTime::None {
+            conventions.push_str(&format!("@{}", options.longitude));
+        }
+        Self { conventions }
+    }
+
+    /// The fingerprint of one row's inputs.
+    pub fn of(&self, inputs: &Inputs) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            inputs.birth_date.timestamp_micros(),
+            if inputs.is_solar { "solar" } else { "lunar" },
+            if inputs.is_leap_month { "leap" } else { "-" },
+            inputs.gender.as_deref().unwrap_or("-"),
+            self.conventions
+        )
+    }
+}
+
+/// Why a profile's inputs cannot be analyzed (stored on the row and sent to the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidInput {
+    /// The engine refused the date (out of range, no such lunar day, …).
+    #[error(transparent)]
+    Engine(#[from] saju::Error),
+    /// No gender, or not M/F.
+    #[error("gender must be M or F for the luck pillars, found {0}")]
+    Gender(String),
+}
+
+impl InvalidInput {
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidInput::Engine(
+                saju::Error::OutOfRange { .. } | saju::Error::LunarOutOfRange { .. },
+            ) => "out_of_range",
+            InvalidInput::Engine(_) => "invalid_date",
+            InvalidInput::Gender(_) => "invalid_gender",
+        }
+    }
+}
+
+/// The engine's input for a row: the instant itself for solar input; for lunar input, the
+/// civil date of `birth_date` in the analyzer's zone read as a lunar date, and its clock time.
+pub fn birth_of(inputs: &Inputs, options: &Options) -> Result<(Birth, Gender), InvalidInput> {
+    let gender = match inputs.gender.as_deref() {
+        Some("M") => Gender::Male,
+        Some("F") => Gender::Female,
+        Some(other) => return Err(InvalidInput::Gender(format!("`{other}`"))),
+        None => return Err(InvalidInput::Gender("NULL".to_owned())),
+    };
+    let seconds = inputs.birth_date.timestamp();
+    let birth = if inputs.is_solar {
+        Birth::Instant(Instant(seconds))
+    } else {
+        let offset = i64::from(options.zone.offset_at(seconds));
+        let civil = CivilDateTime::from_clock_seconds(seconds + offset);
+        Birth::Lunar {
+            date: LunarDate {
+                year: civil.year,
+                month: civil.month,
+                day: civil.day,
+                leap: inputs.is_leap_month,
+            },
+            time_of_day: u32::from(civil.hour) * 3600
+                + u32::from(civil.minute) * 60
+                + u32::from(civil.second),
+        }
+    };
+    Ok((birth, gender))
+}
+
+fn field<'a>(
+    row: &'a Map<String, Value>,
+    column: &'static str,
+) -> Result<&'a Value, MalformedEvent> {
+    row.get(column)
+        .ok_or_else(|| MalformedEvent::column(column, "missing"))
+}
+
+fn uuid_column(row: &Map<String, Value>, column: &'static str) -> Result<Uuid, MalformedEvent> {
+    let text = field(row, column)?
+        .as_str()
+        .ok_or_else(|| MalformedEvent::column(column, "not a string"))?;
+    Uuid::parse_str(text).map_err(|e| MalformedEvent::column(column, format!("not a UUID: {e}")))
+}
+
+fn bool_column(row: &Map<String, Value>, column: &'static str) -> Result<bool, MalformedEvent> {
+    field(row, column)?
+        .as_bool()
+        .ok_or_else(|| MalformedEvent::column(column, "not a boolean"))
+}
+
+fn optional_text_column(
+    row: &Map<String, Value>,
+    column: &'static str,
+) -> Result<Option<String>, MalformedEvent> {
+    match field(row, column)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(MalformedEvent::column(column, "not a string")),
+    }
+}
+
+fn timestamp_column(
+    row: &Map<String, Value>,
+    column: &'static str,
+) -> Result<DateTime<Utc>, MalformedEvent> {
+    let text = field(row, column)?
+        .as_str()
+        .ok_or_else(|| MalformedEvent::column(column, "not a string"))?;
+    parse_timestamptz(text)
+        .ok_or_else(|| MalformedEvent::column(column, format!("`{text}` is not a timestamp")))
+}
+
+/// Parses a `timestamptz` as PostgreSQL prints it in the ISO `DateStyle`
+/// (`1990-05-15 05:30:00.123456+09`, offsets `+HH`, `+HH:MM` or `+HH:MM:SS`), or RFC 3339.
+/// `infinity` and BC dates are not instants and give `None`.
+pub fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // Split the zone offset off the end: the last '+' or '-' after the time part.
+    let time_start = text.find(' ').or_else(|| text.find('T'))?;
+    let sign_at = text[time_start..].rfind(['+', '-'])? + time_start;
+    let (local, offset) = text.split_at(sign_at);
+    let sign: i64 = if offset.starts_with('-') { -1 } else { 1 };
+    let mut parts = offset[1..].split(':');
+    let mut offset_seconds = 0i64;
+    for unit in [3600i64, 60, 1] {
+        if let Some(part) = parts.next() {
+            let value: i64 = part.parse().ok()?;
+            offset_seconds += value * unit;
+        }
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(local.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(local.trim(), "%Y-%m-%dT%H:%M:%S%.f"))
+        .ok()?;
+    let utc = naive.and_utc() - chrono::Duration::seconds(sign * offset_seconds);
+    Some(utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(op: &str, after: Value) -> ChangeEvent {
+        serde_json::from_value(json!({
+            "op": op, "before": null, "after": after,
+            "source": {"lsn": 1, "commit_lsn": 2, "ts": "2026-01-01T00:00:00Z", "schema": "public", "table": "saju_profiles"}
+        }))
+        .unwrap()
+    }
+
+    fn row() -> Value {
+        json!({"id": "0190f0f0-0000-7000-8000-000000000001", "name": "a", "gender": "M",
+               "birth_date": "1990-05-15 05:30:00+00", "is_solar": true, "is_leap_month": false,
+               "analysis_input": null})
+    }
+
+    #[test]
+    fn timestamps_in_every_shape_postgres_prints() {
+        let expected = DateTime::parse_from_rfc3339("1990-05-15T05:30:00Z").unwrap();
+        for text in [
+            "1990-05-15 05:30:00+00",
+            "1990-05-15 14:30:00+09",
+            "1990-05-15 14:00:00+08:30",
+            "1990-05-15 00:00:00-05:30",
+            "1990-05-15T05:30:00Z",
+        ] {
+            assert_eq!(
+                parse_timestamptz(text),
+                Some(expected.with_timezone(&Utc)),
+                "{text}"
+            );
+        }
+        let micros = parse_timestamptz("2026-11-21 23:30:29.123456+00").unwrap();
+        assert_eq!(micros.timestamp_subsec_micros(), 123_456);
+        assert_eq!(parse_timestamptz("infinity"), None);
+        assert_eq!(parse_timestamptz("0044-03-15 12:00:00+00 BC"), None);
+        assert_eq!(parse_timestamptz("garbage"), None);
+    }
+
+    #[test]
+    fn inserts_are_analyzed_and_deletes_skipped() {
+        let fp = Fingerprint::new(&Options::default());
+        assert!(matches!(
+            decide(&event("c", row()), &fp).unwrap(),
+            Decision::Analyze(_)
+        ));
+        assert!(matches!(
+            decide(&event("r", row()), &fp).unwrap(),
+            Decision::Analyze(_)
+        ));
+        let delete: ChangeEvent = serde_json::from_value(json!({
+            "op": "d", "before": {"id": "0190f0f0-0000-7000-8000-000000000001"}, "after": null,
+            "source": {"lsn": 1, "commit_lsn": 2, "ts": "2026-01-01T00:00:00Z", "schema": "public", "table": "saju_profiles"}
+        }))
+        .unwrap();
+        assert!(matches!(
+            decide(&delete, &fp).unwrap(),
+            Decision::Skip(SkipReason::Deleted)
+        ));
+    }
+
+    #[test]
+    fn own_write_back_is_skipped_and_input_edit_is_not() {
+        let fp = Fingerprint::new(&Options::default());
+        let Decision::Analyze(profile) = decide(&event("c", row()), &fp).unwrap() else {
+            panic!()
+        };
+        let mut written = row();
+        written["analysis_input"] = Value::from(fp.of(&profile.inputs));
+        written["analysis_status"] = Value::from("done");
+        assert!(matches!(
+            decide(&event("u", written.clone()), &fp).unwrap(),
+            Decision::Skip(SkipReason::Unchanged)
+        ));
+        // A name edit after the write-back: still unchanged.
+        written["name"] = Value::from("b");
+        assert!(matches!(
+            decide(&event("u", written.clone()), &fp).unwrap(),
+            Decision::Skip(_)
+        ));
+        // Any input edit: analyzed again.
+        for (column, value) in [
+            ("birth_date", json!("1990-05-15 05:31:00+00")),
+            ("gender", json!("F")),
+            ("is_solar", json!(false)),
+        ] {
+            let mut edited = written.clone();
+            edited[column] = value;
+            assert!(
+                matches!(
+                    decide(&event("u", edited), &fp).unwrap(),
+                    Decision::Analyze(_)
+                ),
+                "{column}"
+            );
+        }
+        // Other conventions, other fingerprint.
+        let other = Fingerprint::new(&Options {
+            day_boundary: saju::DayBoundary::Jasi,
+            ..Options::default()
+        });
+        assert!(matches!(
+            decide(&event("u", written), &other).unwrap(),
+            Decision::Analyze(_)
+        ));
+    }
+
+    #[test]
+    fn malformed_events_say_what_is_wrong() {
+        let fp = Fingerprint::new(&Options::default());
+        let mut bad = row();
+        bad["id"] = json!("not-a-uuid");
+        assert!(decide(&event("c", bad), &fp)
+            .unwrap_err()
+            .to_string()
+            .contains("id"));
+        let mut bad = row();
+        bad.as_object_mut().unwrap().remove("birth_date");
+        assert!(decide(&event("c", bad), &fp)
+            .unwrap_err()
+            .to_string()
+            .contains("birth_date: missing"));
+        let mut bad = row();
+        bad["birth_date"] = json!("yesterday");
+        assert!(decide(&event("c", bad), &fp).is_err());
+        let no_after: ChangeEvent = serde_json::from_value(json!({
+            "op": "c", "after": null,
+            "source": {"lsn": 1, "commit_lsn": 2, "ts": "2026-01-01T00:00:00Z", "schema": "public", "table": "saju_profiles"}
+        }))
+        .unwrap();
+        assert!(decide(&no_after, &fp).is_err());
+    }
+
+    #[test]
+    fn lunar_input_reads_the_civil_date_in_the_zone() {
+        let inputs = Inputs {
+            // 2020-04-15 14:30 in Seoul, read as lunar 2020-04-15 (leap).
+            birth_date: parse_timestamptz("2020-04-15 05:30:00+00").unwrap(),
+            is_solar: false,
+            is_leap_month: true,
+            gender: Some("F".into()),
+        };
+        let (birth, gender) = birth_of(&inputs, &Options::default()).unwrap();
+        assert_eq!(gender, Gender::Female);
+        match birth {
+            Birth::Lunar { date, time_of_day } => {
+                assert_eq!(
+                    (date.year, date.month, date.day, date.leap),
+                    (2020, 4, 15, true)
+                );
+                assert_eq!(time_of_day, 14 * 3600 + 30 * 60);
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_gender = Inputs {
+            gender: None,
+            ..inputs
+        };
+        assert!(matches!(
+            birth_of(&no_gender, &Options::default()),
+            Err(InvalidInput::Gender(_))
+        ));
+    }
+}

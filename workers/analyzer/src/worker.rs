@@ -1,0 +1,387 @@
+//! The consume → compute → write → publish → commit loop.
+//!
+//! A reader task polls the CDC topic and closes batches by size or by time, whichever comes
+//! first; a writer task takes closed batches one at a time (a bounded channel of two, so
+//! reading runs at most two batches ahead) and, for each: computes the charts on the rayon
+//! pool, writes every result in one statement, publishes the result and dead-letter events
+//! and waits for the broker, and only then commits the batch's offsets. A crash anywhere
+//! replays the batch; the write is idempotent, so a replay changes nothing that was written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use saju::Options;
+use shared::envelope::ChangeEvent;
+use shared::kafka::LagContext;
+use shared::shutdown::Shutdown;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::profile::{decide, Decision, Fingerprint, MalformedEvent, Profile, SkipReason};
+use crate::writeback::{self, Outcome};
+
+/// One consumed message, reduced to what the writer needs.
+#[derive(Debug)]
+struct Item {
+    partition: i32,
+    offset: i64,
+    position: (u64, u64),
+    work: Work,
+}
+
+#[derive(Debug)]
+enum Work {
+    Analyze(Profile),
+    Skip,
+    /// Unreadable: forwarded to the DLQ with the raw payload.
+    Malformed {
+        reason: String,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+    },
+}
+
+/// A closed batch.
+#[derive(Debug, Default)]
+struct Batch {
+    items: Vec<Item>,
+}
+
+/// What the loop needs, shared by the reader and the writer.
+pub(crate) struct Worker {
+    pub(crate) pool: PgPool,
+    pub(crate) consumer: Arc<StreamConsumer<LagContext>>,
+    pub(crate) producer: FutureProducer,
+    pub(crate) metrics: Metrics,
+    pub(crate) options: Options,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) topic: String,
+    pub(crate) dlq_topic: String,
+    pub(crate) result_topic: String,
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+}
+
+impl Worker {
+    /// Runs until `shutdown`, then finishes the batches in hand and commits their offsets.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        let writer = tokio::spawn(Arc::clone(&self).write_loop(rx, shutdown.clone()));
+        let read = self.read_loop(tx, &shutdown).await;
+        // The sender is dropped: the writer drains what is queued and returns.
+        let written = writer.await?;
+        read.and(written)
+    }
+
+    async fn read_loop(&self, tx: mpsc::Sender<Batch>, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let mut batch = Batch::default();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let flush_due = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = flush_due => {
+                    deadline = None;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() { break; }
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        batch.items.push(self.read(&message));
+                        if deadline.is_none() {
+                            deadline = Some(tokio::time::Instant::now() + self.flush_interval);
+                        }
+                        if batch.items.len() >= self.batch_size {
+                            deadline = None;
+                            if tx.send(std::mem::take(&mut batch)).await.is_err() { break; }
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.errors.with_label_values(&["consume"]).inc();
+                        tracing::warn!(error = %e, "consume error; retrying");
+                    }
+                },
+            }
+        }
+        if !batch.items.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        Ok(())
+    }
+
+    fn read(&self, message: &BorrowedMessage<'_>) -> Item {
+        let payload = message.payload().unwrap_or_default();
+        let (position, work) = match ChangeEvent::from_slice(payload)
+            .map_err(MalformedEvent::NotAnEnvelope)
+            .and_then(|event| {
+                self.metrics
+                    .events_consumed
+                    .with_label_values(&[event.op.as_str()])
+                    .inc();
+                decide(&event, &self.fingerprint).map(|d| (event.position(), d))
+            }) {
+            Ok((position, Decision::Analyze(profile))) => (position, Work::Analyze(profile)),
+            Ok((position, Decision::Skip(reason))) => {
+                self.metrics
+                    .skipped
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+                (position, Work::Skip)
+            }
+            Err(e) => {
+                self.metrics.errors.with_label_values(&["malformed"]).inc();
+                tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "malformed event");
+                (
+                    (0, 0),
+                    Work::Malformed {
+                        reason: e.to_string(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: payload.to_vec(),
+                    },
+                )
+            }
+        };
+        Item {
+            partition: message.partition(),
+            offset: message.offset(),
+            position,
+            work,
+        }
+    }
+
+    async fn write_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Batch>,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        while let Some(batch) = rx.recv().await {
+            if batch.items.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let size = batch.items.len();
+            let span = tracing::info_span!("batch", size, first_offset = batch.items[0].offset);
+            if !self.flush(batch, &shutdown).instrument(span).await? {
+                // Shutting down with the batch unwritten: its offsets stay uncommitted.
+                return Ok(());
+            }
+            self.metrics.batch_size.observe(size as f64);
+            self.metrics
+                .flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Computes, writes, publishes and commits one batch. Returns false if shutdown came
+    /// while the database was unreachable (the batch will be replayed by the next owner).
+    async fn flush(&self, batch: Batch, shutdown: &Shutdown) -> anyhow::Result<bool> {
+        // The latest event of each row wins within a batch; older ones are superseded.
+        let mut latest: HashMap<Uuid, (u64, u64, Profile)> = HashMap::new();
+        let mut offsets: HashMap<i32, i64> = HashMap::new();
+        let mut dead: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+        for item in batch.items {
+            let next = offsets.entry(item.partition).or_insert(item.offset);
+            *next = (*next).max(item.offset);
+            match item.work {
+                Work::Analyze(profile) => {
+                    let (commit_lsn, lsn) = item.position;
+                    match latest.get(&profile.id) {
+                        Some((c, l, _)) if (*c, *l) > (commit_lsn, lsn) => {}
+                        _ => {
+                            latest.insert(profile.id, (commit_lsn, lsn, profile));
+                        }
+                    }
+                }
+                Work::Skip => {}
+                Work::Malformed {
+                    reason,
+                    key,
+                    payload,
+                } => {
+                    dead.push((key, dead_letter(&reason, "malformed", &payload)));
+                }
+            }
+        }
+        let profiles: Vec<Profile> = latest.into_values().map(|(_, _, p)| p).collect();
+        let outcomes = {
+            let options = self.options;
+            let fingerprint = self.fingerprint.clone();
+            tokio::task::spawn_blocking(move || {
+                writeback::compute_all(profiles, &options, &fingerprint)
+            })
+            .await?
+        };
+
+        let written = loop {
+            match writeback::write(&self.pool, &outcomes).await {
+                Ok(ids) => break ids,
+                Err(e) => {
+                    self.metrics.errors.with_label_values(&["database"]).inc();
+                    tracing::warn!(error = %e, rows = outcomes.len(), "write-back failed; retrying in 1 s");
+                    if !shutdown.sleep(Duration::from_secs(1)).await {
+                        return Ok(false);
+                    }
+                }
+            }
+        };
+        let written: std::collections::HashSet<Uuid> = written.into_iter().collect();
+        let stale = outcomes.len() - written.len();
+        if stale > 0 {
+            self.metrics
+                .skipped
+                .with_label_values(&[SkipReason::Unchanged.as_str()])
+                .inc_by(stale as u64);
+        }
+        self.metrics.analyses_written.inc_by(written.len() as u64);
+        for outcome in &outcomes {
+            if let Err(e) = &outcome.result {
+                self.metrics.errors.with_label_values(&[e.kind()]).inc();
+                if written.contains(&outcome.profile.id) {
+                    let key = format!("{{\"id\":\"{}\"}}", outcome.profile.id).into_bytes();
+                    let body = serde_json::json!({
+                        "id": outcome.profile.id,
+                        "birth_date": outcome.profile.inputs.birth_date,
+                        "is_solar": outcome.profile.inputs.is_solar,
+                        "is_leap_month": outcome.profile.inputs.is_leap_month,
+                        "gender": outcome.profile.inputs.gender,
+                    });
+                    dead.push((
+                        Some(key),
+                        dead_letter(&e.to_string(), e.kind(), body.to_string().as_bytes()),
+                    ));
+                }
+            }
+        }
+
+        self.publish(&outcomes, &written, dead).await;
+        self.commit(&offsets);
+        Ok(true)
+    }
+
+    /// Publishes result and dead-letter events and waits for the broker's acknowledgements.
+    async fn publish(
+        &self,
+        outcomes: &[Outcome],
+        written: &std::collections::HashSet<Uuid>,
+        dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    ) {
+        let mut sends = Vec::new();
+        for outcome in outcomes.iter().filter(|o| written.contains(&o.profile.id)) {
+            let Ok(computed) = &outcome.result else {
+                continue;
+            };
+            let key = format!("{{\"id\":\"{}\"}}", outcome.profile.id);
+            let payload = result_event(outcome, &computed.document);
+            let producer = self.producer.clone();
+            let topic = self.result_topic.clone();
+            sends.push(tokio::spawn(async move {
+                producer
+                    .send(
+                        FutureRecord::to(&topic).key(&key).payload(&payload),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }));
+        }
+        let dead_count = dead.len();
+        for (key, payload) in dead {
+            let producer = self.producer.clone();
+            let topic = self.dlq_topic.clone();
+            sends.push(tokio::spawn(async move {
+                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).payload(&payload);
+                if let Some(key) = &key {
+                    record = record.key(key);
+                }
+                producer
+                    .send(record, Duration::from_secs(60))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }));
+        }
+        for send in sends {
+            match send.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.metrics.errors.with_label_values(&["publish"]).inc();
+                    tracing::error!(error = %e, "publishing a result or dead letter failed");
+                }
+                Err(e) => tracing::error!(error = %e, "publish task failed"),
+            }
+        }
+        self.metrics.dead_letters.inc_by(dead_count as u64);
+    }
+
+    fn commit(&self, offsets: &HashMap<i32, i64>) {
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            if let Err(e) =
+                list.add_partition_offset(&self.topic, *partition, Offset::Offset(offset + 1))
+            {
+                tracing::warn!(error = %e, "bad offset");
+            }
+        }
+        // Async: a lost commit only means a replay, which the conditional write absorbs.
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed; the batch may be replayed");
+        }
+    }
+}
+
+/// The `saju.analysis.v1` payload: the row, the inputs, and the document.
+fn result_event(outcome: &Outcome, document: &str) -> Vec<u8> {
+    let inputs = &outcome.profile.inputs;
+    let header = serde_json::json!({
+        "id": outcome.profile.id,
+        "analysis_version": saju::json::VERSION,
+        "input": {
+            "birth_date": inputs.birth_date,
+            "is_solar": inputs.is_solar,
+            "is_leap_month": inputs.is_leap_month,
+            "gender": inputs.gender,
+            "fingerprint": outcome.fingerprint,
+        },
+    })
+    .to_string();
+    // Splice the already-serialized document in rather than parsing it again.
+    let mut out = Vec::with_capacity(header.len() + document.len() + 16);
+    out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
+    out.extend_from_slice(b",\"analysis\":");
+    out.extend_from_slice(document.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// The dead-letter payload: why, what kind, which worker, and the input.
+fn dead_letter(reason: &str, kind: &str, payload: &[u8]) -> Vec<u8> {
+    let original = match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(value) => value,
+        Err(_) => serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()),
+    };
+    serde_json::json!({
+        "reason": reason,
+        "error_kind": kind,
+        "worker": "analyzer",
+        "worker_version": env!("CARGO_PKG_VERSION"),
+        "failed_at": chrono::Utc::now(),
+        "original": original,
+    })
+    .to_string()
+    .into_bytes()
+}
