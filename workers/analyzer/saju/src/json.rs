@@ -14,7 +14,7 @@
 //!  "gender":"M",
 //!  "lunar":{"year":2020,"month":4,"day":15,"leap":true},   only for lunar input
 //!  "day_master":{"code":4,"name":"무","element":"earth","yin_yang":"yang"},
-//!  "elements":{"wood":..,"fire":..,"earth":..,"metal":..,"water":..},  scores 0–100
+//!  "scores":{"wood":..,"fire":..,"earth":..,"metal":..,"water":..},    0–100
 //!  "element_counts":{"wood":2,...},             characters per element, sum 8
 //!  "yin_yang":{"yang":5,"yin":3},
 //!  "ten_gods":{"year_stem":"편재",...,"day_stem":"일간",...,"hour_branch":"정관"},
@@ -29,7 +29,7 @@
 //!             "longitude":126.98}}
 //! ```
 //!
-//! Indexable paths: `analysis_result->'elements'->>'wood'` (numeric, 0–100) and
+//! Indexable paths: `analysis_result->'scores'->>'wood'` (numeric, 0–100) and
 //! `analysis_result @> '{"groups":[102]}'` (GIN, `jsonb_path_ops`).
 
 use crate::analysis::{Analysis, TenGod};
@@ -329,7 +329,7 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
 
     raw(out, ",\"day_master\":");
     out.extend_from_slice(&f.day_master[a.day_master() as usize]);
-    raw(out, ",\"elements\":");
+    raw(out, ",\"scores\":");
     element_object(out, |out, e| centi(out, i64::from(a.score_centi(e))));
     raw(out, ",\"element_counts\":");
     element_object(out, |out, e| int(out, a.element_counts[e as usize]));
@@ -489,7 +489,7 @@ mod tests {
         assert_eq!(doc["ganji"].as_array().unwrap().len(), 4);
         let total: f64 = ["wood", "fire", "earth", "metal", "water"]
             .iter()
-            .map(|k| doc["elements"][k].as_f64().unwrap())
+            .map(|k| doc["scores"][k].as_f64().unwrap())
             .sum();
         assert!((total - 100.0).abs() < 0.05, "{total}");
         assert!(doc["groups"].is_array());

@@ -1,0 +1,403 @@
+//! Integration tests of the saju crate against independent references and the SQL
+//! migrations.
+//!
+//! The references are Python packages (dev-only) installed by `scripts/reference/setup`
+//! into `.cache/refvenv`: `bazi-chart` for the four pillars, `korean-lunar-calendar` for
+//! the KASI lunar calendar, and Python's `zoneinfo` for Asia/Seoul. `scripts/test` runs the
+//! setup; without it these tests fail with a message saying so.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use saju::calendar::{days_from_civil, CivilDateTime};
+use saju::tables::{GANJI, INTERACTION_GROUPS};
+use saju::{Analysis, Birth, DayBoundary, Gender, LunarDate, Options, Pillars, Zone};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// Runs a reference command with `input` on stdin and returns its stdout lines.
+fn reference(command: &str, input: &str) -> Vec<String> {
+    let root = repo_root();
+    let python = root.join(".cache/refvenv/bin/python");
+    assert!(
+        python.exists(),
+        "the saju reference venv is missing: run scripts/reference/setup (scripts/test does)"
+    );
+    let mut child = Command::new(python)
+        .arg(root.join("scripts/reference/saju_reference.py"))
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the reference script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("reference output");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to reference");
+    assert!(output.status.success(), "reference {command} failed");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// splitmix64: reproducible pseudo-random numbers without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+const KST: i32 = 9 * 3600;
+
+#[test]
+fn pillars_match_bazi_chart_on_random_instants_and_edge_cases() {
+    let first = days_from_civil(1900, 1, 1) * 1440;
+    let last = days_from_civil(2101, 1, 1) * 1440;
+    let mut rng = Rng(20_240_204);
+    let mut readings: Vec<CivilDateTime> = (0..10_000)
+        .map(|_| {
+            let minute = first + (rng.next() % (last - first) as u64) as i64;
+            CivilDateTime::from_clock_seconds(minute * 60)
+        })
+        .collect();
+    // SAJU.md edge cases, plus both sides of midnight and of 자시.
+    for (y, mo, d, h, mi) in [
+        (2024, 2, 4, 17, 26),
+        (2024, 2, 4, 17, 28),
+        (2017, 2, 4, 0, 10),
+        (2023, 1, 6, 0, 3),
+        (2023, 1, 6, 0, 6),
+        (2000, 1, 7, 0, 0),
+        (2000, 1, 6, 23, 59),
+        (2000, 1, 7, 23, 0),
+        (1900, 1, 1, 0, 0),
+        (2100, 12, 31, 23, 59),
+    ] {
+        readings.push(CivilDateTime::new(y, mo, d, h, mi, 0).unwrap());
+    }
+    let input: String = readings
+        .iter()
+        .map(|c| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}\n",
+                c.year, c.month, c.day, c.hour, c.minute, c.second
+            )
+        })
+        .collect();
+    let expected = reference("pillars", &input);
+    assert_eq!(expected.len(), readings.len());
+    let options = Options {
+        zone: Zone::Fixed(KST),
+        day_boundary: DayBoundary::Midnight,
+        ..Options::default()
+    };
+    let mut mismatches = Vec::new();
+    for (c, want) in readings.iter().zip(&expected) {
+        let p = Pillars::compute(&Birth::Civil(*c), &options).unwrap();
+        let got = p.codes.map(|x| x.to_string()).join(" ");
+        if &got != want {
+            mismatches.push(format!("{c:?}: ours {got}, reference {want}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        readings.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn lunar_calendar_matches_kasi_for_every_day_1900_2050() {
+    let lines = reference("lunar-days", "");
+    assert_eq!(
+        lines.len() as i64,
+        days_from_civil(2051, 1, 1) - days_from_civil(1900, 1, 1)
+    );
+    for line in &lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (y, m, d): (i32, u8, u8) = (
+            f[0][..4].parse().unwrap(),
+            f[0][5..7].parse().unwrap(),
+            f[0][8..].parse().unwrap(),
+        );
+        let want = LunarDate {
+            year: f[1].parse().unwrap(),
+            month: f[2].parse().unwrap(),
+            day: f[3].parse().unwrap(),
+            leap: f[4] == "1",
+        };
+        assert_eq!(want.to_solar().unwrap(), (y, m, d), "lunar {want:?}");
+        assert_eq!(LunarDate::from_solar(y, m, d), Some(want), "solar {}", f[0]);
+    }
+}
+
+#[test]
+fn lunar_validity_matches_kasi() {
+    // Day 29, 30 and 31 of every month, leap or not, 1900–2049 (the reference stops at
+    // lunar 2050-11-18).
+    let mut cases = Vec::new();
+    for year in 1900..2050 {
+        for month in 1..=12u8 {
+            for leap in [false, true] {
+                for day in [1u8, 29, 30, 31] {
+                    cases.push(LunarDate {
+                        year,
+                        month,
+                        day,
+                        leap,
+                    });
+                }
+            }
+        }
+    }
+    let input: String = cases
+        .iter()
+        .map(|l| format!("{} {} {} {}\n", l.year, l.month, l.day, u8::from(l.leap)))
+        .collect();
+    let expected = reference("lunar-valid", &input);
+    assert_eq!(expected.len(), cases.len());
+    for (l, want) in cases.iter().zip(&expected) {
+        let ours = l.to_solar();
+        assert_eq!(ours.is_ok(), want == "1", "{l:?}: ours {ours:?}");
+    }
+}
+
+#[test]
+fn seoul_offsets_match_zoneinfo() {
+    let mut instants: Vec<i64> = (days_from_civil(1900, 1, 1)..days_from_civil(2101, 1, 1))
+        .step_by(3)
+        .map(|d| d * 86_400 + 43_200)
+        .collect();
+    // Around every change, to the second.
+    let mut previous = Zone::Seoul.offset_at(instants[0]);
+    for t in (instants[0]..instants[instants.len() - 1]).step_by(1800) {
+        let now = Zone::Seoul.offset_at(t);
+        if now != previous {
+            instants.extend((t - 3600..t + 3600).step_by(1));
+            previous = now;
+        }
+    }
+    let input: String = instants.iter().map(|t| format!("{t}\n")).collect();
+    let expected = reference("zone", &input);
+    for (t, want) in instants.iter().zip(&expected) {
+        assert_eq!(Zone::Seoul.offset_at(*t).to_string(), *want, "at {t}");
+    }
+}
+
+/// Tuples `( … )` of the first `INSERT INTO <table> (<columns>) VALUES …;` in any migration.
+fn migration_rows(table: &str) -> Vec<Vec<String>> {
+    let dir = repo_root().join("migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    let marker = format!("INSERT INTO {table} (");
+    let mut rows = Vec::new();
+    for file in files {
+        let sql = std::fs::read_to_string(&file).expect("read migration");
+        let mut rest = sql.as_str();
+        while let Some(at) = rest.find(&marker) {
+            let body = &rest[at..];
+            let values = body.find("VALUES").expect("VALUES");
+            let end = body.find(';').expect("statement end");
+            let mut text = &body[values + 6..end];
+            while let Some(open) = text.find('(') {
+                let close = text[open..].find(')').expect("tuple end") + open;
+                let fields = text[open + 1..close]
+                    .split(',')
+                    .map(|f| f.trim().trim_matches('\'').to_owned())
+                    .collect();
+                rows.push(fields);
+                text = &text[close + 1..];
+                // Stop at ON CONFLICT (its parenthesised column list is no tuple).
+                if text.trim_start().starts_with("ON") {
+                    break;
+                }
+            }
+            rest = &body[end..];
+        }
+    }
+    rows
+}
+
+#[test]
+fn reference_tables_equal_the_migrations() {
+    let meta = migration_rows("ganji_metadata");
+    let ours: Vec<Vec<String>> = GANJI
+        .iter()
+        .map(|g| {
+            vec![
+                g.code.to_string(),
+                g.name_ko.to_owned(),
+                g.name_hani.to_owned(),
+                g.kind.name_ko().to_owned(),
+                g.element.name_ko().to_owned(),
+                g.yin_yang.name_ko().to_owned(),
+            ]
+        })
+        .collect();
+    assert_eq!(meta, ours);
+
+    let mut members = migration_rows("ganji_interaction");
+    let mut ours: Vec<Vec<String>> = INTERACTION_GROUPS
+        .iter()
+        .flat_map(|g| {
+            g.members
+                .iter()
+                .map(|m| vec![m.to_string(), g.id.to_string(), g.description.to_owned()])
+        })
+        .collect();
+    members.sort();
+    ours.sort();
+    assert_eq!(members, ours);
+
+    let groups = migration_rows("interaction_groups");
+    let mut ours: Vec<(String, String)> = INTERACTION_GROUPS
+        .iter()
+        .map(|g| (g.id.to_string(), g.category.name_ko().to_owned()))
+        .chain(INTERACTION_GROUPS.iter().map(|g| {
+            (
+                g.category.parent_id().to_string(),
+                g.category.name_ko().to_owned(),
+            )
+        }))
+        .collect();
+    ours.sort();
+    ours.dedup();
+    let mut theirs: Vec<(String, String)> = groups
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    theirs.sort();
+    assert_eq!(theirs, ours);
+}
+
+#[test]
+fn documents_agree_with_the_analysis_for_random_charts() {
+    let mut rng = Rng(7);
+    let first = -2_208_988_800i64;
+    let span = 4_133_980_800 - first - 86_400;
+    let mut buf = Vec::new();
+    for i in 0..3000 {
+        let t = first + (rng.next() % span as u64) as i64;
+        let gender = if i % 2 == 0 {
+            Gender::Male
+        } else {
+            Gender::Female
+        };
+        let birth = Birth::Instant(saju::Instant::from_unix_seconds(t));
+        let a = Analysis::compute(&birth, gender, &Options::default()).unwrap();
+        buf.clear();
+        saju::json::write_analysis(&a, &mut buf);
+        let doc: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        let codes: Vec<u64> = doc["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(codes, a.codes().map(u64::from));
+        assert_eq!(doc["ganji"][2], a.pillars.ganji()[2]);
+        assert_eq!(
+            doc["day_master"]["name"],
+            GANJI[a.day_master() as usize].name_ko
+        );
+        for (pillar, name) in ["year", "month", "day", "hour"].iter().enumerate() {
+            let branch = a.codes()[2 * pillar + 1] as usize - 10;
+            let hidden = &saju::tables::HIDDEN_STEMS[branch];
+            let list = doc["hidden_stems"][name].as_array().unwrap();
+            assert_eq!(list.len(), hidden.len as usize);
+            for (entry, (stem, days)) in list.iter().zip(hidden.iter()) {
+                assert_eq!(entry["code"], u64::from(stem));
+                assert_eq!(entry["days"], u64::from(days));
+                assert_eq!(
+                    entry["ten_god"],
+                    saju::TenGod::of(a.day_master(), stem).name_ko()
+                );
+            }
+        }
+        let groups: Vec<u64> = doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let ours: Vec<u64> = a.interactions.complete_ids().map(u64::from).collect();
+        assert_eq!(groups, ours);
+        for (entry, it) in doc["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(a.interactions.iter())
+        {
+            assert_eq!(entry["group"], u64::from(it.group.id));
+            assert_eq!(entry["name"], it.group.description);
+            let positions: Vec<&str> = entry["positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(positions, it.position_names().collect::<Vec<_>>());
+        }
+        let luck = doc["luck"]["pillars"].as_array().unwrap();
+        for (entry, &pos) in luck.iter().zip(a.luck.pillars.iter()) {
+            assert_eq!(entry["ganji"], saju::tables::GANJI_60[pos as usize]);
+            assert_eq!(entry["codes"][0], u64::from(pos % 10));
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn chart_command_streams_jsonl() {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        chart: saju::cli::ChartArgs,
+    }
+    let args = Cli::try_parse_from(["chart", "--jsonl", "--zone", "+09:00"])
+        .unwrap()
+        .chart;
+    let input = "{\"birth\": \"2024-02-04T17:26:00+09:00\", \"gender\": \"F\"}\n\
+                 {\"lunar\": {\"year\": 2020, \"month\": 4, \"day\": 15, \"leap\": true}, \"time\": \"14:30\", \"gender\": \"F\"}\n\
+                 {\"lunar\": {\"year\": 2021, \"month\": 1, \"day\": 30}, \"time\": \"14:30\", \"gender\": \"F\"}\n";
+    let mut out = Vec::new();
+    let summary = saju::cli::run_chart(&args, input.as_bytes(), &mut out).unwrap();
+    assert_eq!((summary.charts, summary.errors), (2, 1));
+    let lines: Vec<serde_json::Value> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["ganji"][0], "계묘");
+    assert_eq!(lines[0]["ganji"][1], "을축");
+    assert_eq!(lines[1]["solar_date"], "2020-06-06");
+    assert_eq!(lines[1]["options"]["zone"], "+09:00");
+    assert_eq!(
+        lines[2]["error"],
+        "lunar 2021-01 has 29 days, so day 30 does not exist"
+    );
+}
