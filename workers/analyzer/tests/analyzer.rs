@@ -1,0 +1,279 @@
+//! The analyzer against the real PostgreSQL and broker `scripts/test` provisions.
+
+use std::time::Duration;
+
+use clap::Parser;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use serde_json::{json, Value};
+use shared::kafka::{consumer_config, ensure_topics, producer_config};
+use shared::shutdown::Shutdown;
+use shared::testkit::{unique_name, wait_for, TestDatabase, TestEnv};
+use shared::topics::pipeline_topics;
+use uuid::Uuid;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: analyzer::Config,
+}
+
+/// An analyzer configured for one test's database and topics.
+fn config(env: &TestEnv, db: &TestDatabase, prefix: &str) -> analyzer::Config {
+    let consumer = env.consumer();
+    Cli::try_parse_from([
+        "analyzer",
+        "--database-url",
+        &db.url,
+        "--kafka-brokers",
+        &env.kafka_brokers,
+        "--topic-prefix",
+        prefix,
+        "--group-id",
+        &unique_name("analyzer"),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-poll-interval",
+        &format!("{}ms", consumer.max_poll_interval.as_millis()),
+        "--session-timeout",
+        &format!("{}ms", consumer.session_timeout.as_millis()),
+        "--flush-interval",
+        "20ms",
+    ])
+    .expect("valid analyzer flags")
+    .config
+}
+
+/// The envelope the CDC reader publishes for a saju_profiles row, with values shaped as
+/// wal2json prints them.
+fn envelope(op: &str, row: Value, lsn: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "op": op, "before": null, "after": row,
+        "source": {"lsn": lsn, "commit_lsn": lsn, "xid": 1, "ts": "2026-01-01T00:00:00Z",
+                   "schema": "public", "table": "saju_profiles"}
+    }))
+    .unwrap()
+}
+
+async fn row_of(db: &TestDatabase, id: Uuid) -> Value {
+    sqlx::query_scalar::<_, Value>(
+        "SELECT to_jsonb(p) - 'analysis_result' || jsonb_build_object('doc', analysis_result) \
+         FROM (SELECT id, name, gender, to_char(birth_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00') AS birth_date, \
+                      is_solar, is_leap_month, analysis_input, analysis_status, analysis_error, analysis_result, \
+                      ARRAY[year_gan, year_ji, month_gan, month_ji, day_gan, day_ji, hour_gan, hour_ji] AS codes \
+               FROM saju_profiles WHERE id = $1) p",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+async fn insert(
+    db: &TestDatabase,
+    name: &str,
+    gender: &str,
+    birth: &str,
+    solar: bool,
+    leap: bool,
+) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO saju_profiles (name, gender, birth_date, is_solar, is_leap_month) \
+         VALUES ($1, $2, $3::timestamptz, $4, $5) RETURNING id",
+    )
+    .bind(name)
+    .bind(gender)
+    .bind(birth)
+    .bind(solar)
+    .bind(leap)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// The row as the CDC reader would publish it.
+fn wal_row(row: &Value) -> Value {
+    json!({
+        "id": row["id"], "name": row["name"], "gender": row["gender"], "birth_date": row["birth_date"],
+        "is_solar": row["is_solar"], "is_leap_month": row["is_leap_month"],
+        "analysis_input": row["analysis_input"], "analysis_status": row["analysis_status"],
+    })
+}
+
+#[tokio::test]
+async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
+    let env = TestEnv::get();
+    let db = env.database("analyzer").await;
+    let prefix = unique_name("t");
+    let kafka = env.kafka(&prefix);
+    ensure_topics(&kafka, &pipeline_topics(&prefix, 2))
+        .await
+        .unwrap();
+    let topic = kafka.cdc_topic("public", "saju_profiles");
+
+    let solar = insert(&db, "입춘 직후", "F", "2024-02-04 17:28:00+09", true, false).await;
+    let lunar = insert(&db, "윤달", "F", "2020-04-15 14:30:00+09", false, true).await;
+    let too_old = insert(&db, "범위 밖", "M", "1850-01-01 00:00:00+09", true, false).await;
+    let no_leap = insert(&db, "없는 윤달", "M", "2021-04-10 10:00:00+09", false, true).await;
+
+    let producer: FutureProducer = producer_config(&kafka, "test").create().unwrap();
+    let send = |payload: Vec<u8>, id: Uuid| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            let key = format!("{{\"id\":\"{id}\"}}");
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    };
+    for (i, id) in [solar, lunar, too_old, no_leap].into_iter().enumerate() {
+        let row = row_of(&db, id).await;
+        send(envelope("c", wal_row(&row), 100 + i as u64), id).await;
+    }
+    // A malformed event must not stop anything.
+    send(
+        b"{\"op\":\"c\",\"after\":{\"id\":42}}".to_vec(),
+        Uuid::nil(),
+    )
+    .await;
+
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(analyzer::run(config(&env, &db, &prefix), shutdown.clone()));
+
+    let done = |id: Uuid| {
+        let db = &db;
+        async move {
+            wait_for(
+                "the analysis to be written",
+                Duration::from_secs(90),
+                || async {
+                    let row = row_of(db, id).await;
+                    (row["analysis_status"] != "pending").then_some(row)
+                },
+            )
+            .await
+        }
+    };
+    let row = done(solar).await;
+    assert_eq!(row["analysis_status"], "done", "{row}");
+    assert_eq!(
+        row["codes"],
+        json!([0, 14, 2, 12, 4, 20, 7, 19]),
+        "갑진 병인 무술 신유"
+    );
+    assert_eq!(row["doc"]["ganji"], json!(["갑진", "병인", "무술", "신유"]));
+    // Same document as the engine (and so `analyzer chart`) computes for these inputs.
+    let analysis = saju::Analysis::compute(
+        &saju::Birth::Instant(saju::Instant::parse_rfc3339("2024-02-04T17:28:00+09:00").unwrap()),
+        saju::Gender::Female,
+        &saju::Options::default(),
+    )
+    .unwrap();
+    let mut expected = Vec::new();
+    saju::json::write_analysis(&analysis, &mut expected);
+    assert_eq!(
+        row["doc"],
+        serde_json::from_slice::<Value>(&expected).unwrap()
+    );
+
+    let row = done(lunar).await;
+    assert_eq!(row["analysis_status"], "done", "{row}");
+    assert_eq!(
+        row["doc"]["solar_date"].as_str().map(|s| s.len()),
+        Some(10),
+        "{row}"
+    );
+
+    let row = done(too_old).await;
+    assert_eq!(row["analysis_status"], "error");
+    assert!(
+        row["analysis_error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the supported range"),
+        "{row}"
+    );
+    assert_eq!(
+        row["codes"],
+        json!([null, null, null, null, null, null, null, null])
+    );
+
+    let row = done(no_leap).await;
+    assert_eq!(row["analysis_status"], "error");
+    assert!(
+        row["analysis_error"]
+            .as_str()
+            .unwrap()
+            .contains("no leap month"),
+        "{row}"
+    );
+
+    // The DLQ has the two bad profiles and the malformed event, each with a reason.
+    let consumer: StreamConsumer =
+        consumer_config(&kafka, &env.consumer(), &unique_name("dlq"), "test")
+            .create()
+            .unwrap();
+    consumer.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("3 dead letters")
+            .unwrap();
+        let letter: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        reasons.push(letter["error_kind"].as_str().unwrap().to_owned());
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["invalid_date", "malformed", "out_of_range"]);
+
+    // Its own write-back comes back as an update: nothing is written again.
+    let before = row_of(&db, solar).await;
+    let updated_at = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT updated_at FROM saju_profiles WHERE id = $1",
+        )
+        .bind(solar)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let stamp = updated_at().await;
+    send(envelope("u", wal_row(&before), 200), solar).await;
+    // A user's edit of an input is analyzed again.
+    sqlx::query("UPDATE saju_profiles SET birth_date = '2024-02-04 17:26:00+09' WHERE id = $1")
+        .bind(solar)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let edited = row_of(&db, solar).await;
+    send(envelope("u", wal_row(&edited), 300), solar).await;
+    let row = wait_for(
+        "the edit to be analyzed",
+        Duration::from_secs(60),
+        || async {
+            let row = row_of(&db, solar).await;
+            (row["codes"][0] == json!(9)).then_some(row)
+        },
+    )
+    .await;
+    assert_eq!(
+        row["doc"]["ganji"][0], "계묘",
+        "before 입춘 17:27 the year is still 계묘"
+    );
+    assert!(updated_at().await > stamp);
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("stops within 30 s")
+        .unwrap()
+        .unwrap();
+    db.drop_database().await;
+}
