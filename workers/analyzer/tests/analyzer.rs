@@ -1,5 +1,7 @@
 //! The analyzer against the real PostgreSQL and broker `scripts/test` provisions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use clap::Parser;
