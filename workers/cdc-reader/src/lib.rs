@@ -1,1 +1,399 @@
-//! cdc-reader
+//! cdc-reader: PostgreSQL row changes (wal2json over the streaming replication protocol) into
+//! one Kafka topic per table, nothing lost.
+//!
+//! Flow of one session, as leader of the slot:
+//! 1. [`leader`]: take the slot's advisory lock, or stand by until it is free.
+//! 2. [`slot`]: create the slot if missing ([`connection`]'s `CREATE_REPLICATION_SLOT`,
+//!    exporting a snapshot) and copy the existing rows ([`snapshot`], `op=r`).
+//! 3. [`replication`]: `START_REPLICATION … LOGICAL` with [`wal2json`] format-version 2;
+//!    every row change is encoded ([`envelope`]) and produced ([`delivery`]) to its table's
+//!    topic ([`topics`]) as it arrives.
+//! 4. [`delivery`]: the slot is confirmed ([`protocol`] status updates) only up to the end of
+//!    transactions the broker fully acknowledged; on an idle database keepalives and the
+//!    [`heartbeat`] keep it moving.
+//!
+//! Failures of PostgreSQL, the network or the broker are waited out and the session restarts
+//! from the slot (at-least-once); a message the broker refuses for good, or a wal2json message
+//! that cannot be decoded, stops the process without confirming it.
+
+pub mod config;
+pub mod connection;
+pub mod delivery;
+pub mod envelope;
+pub mod error;
+pub mod heartbeat;
+pub mod leader;
+pub mod metrics;
+pub mod protocol;
+pub mod replication;
+pub mod slot;
+pub mod snapshot;
+pub mod topics;
+pub mod wal2json;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::health::Health;
+use shared::shutdown::Shutdown;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Cli, Command, Config, SnapshotMode, TableName};
+pub use error::Error;
+
+use connection::{ConnectParams, ReplicationConnection};
+use delivery::Publisher;
+use metrics::Metrics;
+use replication::{SessionEnd, StreamParams};
+use topics::Routes;
+
+/// Runs the reader until `shutdown` (or `--stop-at-lsn`), serving metrics on
+/// `config.metrics_addr`. Returns an error only for what a restart of the session cannot cure.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    config.validate().map_err(Error::Config)?;
+    let registry = shared::health::new_registry("cdc");
+    let metrics =
+        Metrics::register(&registry).map_err(|e| Error::Config(format!("metrics: {e}")))?;
+    let health = Health::new();
+    health.set("postgres", false, "connecting");
+    health.set("replication", false, "not streaming");
+    let server_stop = Shutdown::new();
+    let (_, server) = shared::health::serve(
+        config.metrics_addr,
+        registry,
+        health.clone(),
+        server_stop.clone(),
+    )
+    .await
+    .map_err(Error::Metrics)?;
+    let result = Reader::start(config, metrics, health, shutdown).await;
+    let result = match result {
+        Ok(reader) => reader.run().await,
+        Err(e) => Err(e),
+    };
+    server_stop.trigger();
+    let _ = server.await;
+    match result {
+        Err(Error::ShuttingDown) => Ok(()),
+        other => other,
+    }
+}
+
+/// Everything the sessions share.
+struct Reader {
+    config: Config,
+    metrics: Metrics,
+    health: Health,
+    shutdown: Shutdown,
+    /// Replication connection target.
+    params: ConnectParams,
+    /// Normal connections: slot inspection, snapshot, heartbeat, lag.
+    pool: PgPool,
+    /// The leadership lock's connection target.
+    lock_options: PgConnectOptions,
+    publisher: Arc<Publisher>,
+    routes: Routes,
+}
+
+impl Reader {
+    async fn start(
+        config: Config,
+        metrics: Metrics,
+        health: Health,
+        shutdown: Shutdown,
+    ) -> Result<Self, Error> {
+        let params = ConnectParams::from_url(&config.postgres.database_url, "cdc-reader")
+            .map_err(Error::wire("reading DATABASE_URL"))?;
+        let lock_options: PgConnectOptions = config
+            .postgres
+            .database_url
+            .parse::<PgConnectOptions>()
+            .map_err(Error::db("reading DATABASE_URL"))?
+            .application_name("cdc-reader-lock");
+        let pool = retry(&shutdown, "connecting to PostgreSQL", || async {
+            shared::db::connect(&config.postgres, "cdc-reader")
+                .await
+                .map_err(|e| Error::Database {
+                    context: "connecting to PostgreSQL",
+                    source: match e {
+                        shared::db::DbError::Connect { source, .. }
+                        | shared::db::DbError::BadUrl(source) => source,
+                        shared::db::DbError::Migrate(m) => sqlx::Error::Migrate(Box::new(m)),
+                    },
+                })
+        })
+        .await?;
+        health.set("postgres", true, "connected");
+
+        let mut routes = Routes::new(&config.tables, &config.kafka, &metrics);
+        let specs = topic_specs(&config, &routes);
+        retry(&shutdown, "creating topics", || async {
+            shared::kafka::ensure_topics(&config.kafka, &specs)
+                .await
+                .map_err(Error::kafka("creating topics"))
+        })
+        .await?;
+        let publisher = Arc::new(
+            Publisher::new(&config.kafka, config.max_in_flight, metrics.clone())
+                .map_err(Error::kafka("creating the producer"))?,
+        );
+        for spec in &specs {
+            let partitions = retry(&shutdown, "reading topic metadata", || async {
+                publisher
+                    .partitions(&spec.name)
+                    .await
+                    .map_err(Error::kafka("reading topic metadata"))
+            })
+            .await?;
+            routes.set_partitions(&spec.name, partitions);
+        }
+        Ok(Self {
+            config,
+            metrics,
+            health,
+            shutdown,
+            params,
+            pool,
+            lock_options,
+            publisher,
+            routes,
+        })
+    }
+
+    async fn run(self) -> Result<(), Error> {
+        let mut failures = 0u32;
+        loop {
+            let Some(leadership) = leader::acquire(
+                &self.lock_options,
+                &self.config.slot,
+                self.config.standby_poll_interval,
+                &self.metrics,
+                &self.shutdown,
+            )
+            .await?
+            else {
+                return Ok(());
+            };
+            let stop = CancellationToken::new();
+            if !self.config.heartbeat_interval.is_zero() {
+                tokio::spawn(heartbeat::beat(
+                    self.pool.clone(),
+                    self.config.heartbeat_interval,
+                    self.metrics.clone(),
+                    stop.clone(),
+                ));
+            }
+            tokio::spawn(heartbeat::watch_slot(
+                self.pool.clone(),
+                self.config.slot.clone(),
+                self.config.slot_poll_interval,
+                self.metrics.clone(),
+                stop.clone(),
+            ));
+            let started = Instant::now();
+            let outcome = self.lead(&leadership.lost).await;
+            stop.cancel();
+            self.health.set("replication", false, "not streaming");
+            drop(leadership);
+            match outcome {
+                Ok(end) => {
+                    tracing::info!(?end, "reader stopped");
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() && !self.shutdown.is_triggered() => {
+                    self.metrics.reconnects.inc();
+                    failures = if started.elapsed() > Duration::from_secs(30) {
+                        1
+                    } else {
+                        failures + 1
+                    };
+                    let backoff = backoff(failures, self.config.reconnect_backoff_max);
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "replication session failed; restarting from the slot");
+                    self.settle().await?;
+                    if !self.shutdown.sleep(backoff).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After a failed session: wait until everything sent is acknowledged (the new session
+    /// resends whatever was not confirmed), then forget the transaction that was cut off.
+    async fn settle(&self) -> Result<(), Error> {
+        loop {
+            if self.publisher.drain(Duration::from_secs(1)).await {
+                self.publisher.tracker().abandon_open();
+                return Ok(());
+            }
+            if let Some(reason) = self.publisher.tracker().failure() {
+                return Err(Error::Delivery(reason));
+            }
+            if self.shutdown.is_triggered() {
+                return Err(Error::ShuttingDown);
+            }
+        }
+    }
+
+    /// One session as leader: prepare the slot (and snapshot), then stream.
+    async fn lead(&self, lost: &CancellationToken) -> Result<SessionEnd, Error> {
+        let slot = &self.config.slot;
+        let mut conn =
+            ReplicationConnection::connect(&self.params, self.config.postgres.connect_timeout)
+                .await
+                .map_err(Error::wire("connecting"))?;
+        let snapshot = self.config.snapshot == SnapshotMode::Initial;
+        match slot::inspect(&self.pool, slot).await? {
+            Some(info) => {
+                slot::check_compatible(&info, slot, self.params.database())?;
+                if snapshot && !slot::snapshot_done(&self.pool, slot).await? {
+                    tracing::warn!(slot, "the slot's initial snapshot never completed; dropping the slot to start over");
+                    slot::drop_slot(&self.pool, slot).await?;
+                    self.create_slot(&mut conn, snapshot).await?;
+                }
+            }
+            None => self.create_slot(&mut conn, snapshot).await?,
+        }
+        self.health
+            .set("replication", true, format!("streaming slot {slot}"));
+        let params = StreamParams {
+            slot: slot.clone(),
+            plugin_options: wal2json::plugin_options(self.config.add_tables()),
+            max_in_flight: self.config.max_in_flight,
+            status_interval: self.config.status_interval,
+            tombstones: self.config.tombstones,
+            stop_at: self.config.stop_at_lsn,
+            shutdown_timeout: self.config.shutdown_timeout,
+        };
+        replication::stream(
+            &mut conn,
+            &self.routes,
+            &self.publisher,
+            &params,
+            &self.metrics,
+            &self.shutdown,
+            lost,
+        )
+        .await
+    }
+
+    /// Creates the slot and, if asked, copies the existing rows; records completion only once
+    /// every row was acknowledged.
+    async fn create_slot(
+        &self,
+        conn: &mut ReplicationConnection,
+        snapshot: bool,
+    ) -> Result<(), Error> {
+        let slot = &self.config.slot;
+        slot::clear_snapshot_marker(&self.pool, slot).await?;
+        let created = conn
+            .create_slot(slot, snapshot)
+            .await
+            .map_err(Error::wire("creating the slot"))?;
+        tracing::info!(slot, consistent_point = %shared::envelope::format_lsn(created.consistent_point), "replication slot created");
+        if let (true, Some(name)) = (snapshot, created.snapshot_name.as_deref()) {
+            self.health.set("replication", false, "initial snapshot");
+            let mut db = self
+                .pool
+                .acquire()
+                .await
+                .map_err(Error::db("connecting for the snapshot"))?;
+            let params = snapshot::SnapshotParams {
+                chunk_rows: self.config.snapshot_chunk_rows,
+                max_in_flight: self.config.max_in_flight,
+                consistent_point: created.consistent_point,
+            };
+            let rows = snapshot::run(
+                &mut db,
+                name,
+                &self.routes,
+                &self.publisher,
+                params,
+                &self.shutdown,
+            )
+            .await?;
+            self.settle().await?;
+            tracing::info!(rows, "initial snapshot acknowledged by the broker");
+        }
+        slot::mark_snapshot_done(&self.pool, slot).await
+    }
+}
+
+fn topic_specs(config: &Config, routes: &Routes) -> Vec<shared::kafka::TopicSpec> {
+    // Same settings as the pipeline's topic list (compacted by key, retained), for any table.
+    let known =
+        shared::topics::pipeline_topics(&config.kafka.topic_prefix, config.topic_partitions);
+    let template = known
+        .iter()
+        .find(|t| t.name.starts_with(&config.kafka.topic_prefix) && !t.name.ends_with(".dlq"))
+        .cloned();
+    routes
+        .topic_specs(config.topic_partitions)
+        .into_iter()
+        .map(|mut spec| {
+            if let Some(t) = known
+                .iter()
+                .find(|t| t.name == spec.name)
+                .or(template.as_ref())
+            {
+                spec.configs = t.configs.clone();
+            }
+            spec
+        })
+        .collect()
+}
+
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(200).saturating_mul(1 << failures.min(10).saturating_sub(1));
+    base.min(max)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Retries a start-up step with backoff while it fails retryably.
+async fn retry<T, F, Fut>(shutdown: &Shutdown, what: &str, mut step: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut failures = 0;
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(e) if e.is_retryable() => {
+                failures += 1;
+                let wait = backoff(failures, Duration::from_secs(5));
+                tracing::warn!(error = %error_chain(&e), step = what, retry_in = ?wait, "start-up step failed; retrying");
+                if !shutdown.sleep(wait).await {
+                    return Err(Error::ShuttingDown);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap() {
+        let max = Duration::from_secs(5);
+        assert_eq!(backoff(1, max), Duration::from_millis(200));
+        assert_eq!(backoff(2, max), Duration::from_millis(400));
+        assert_eq!(backoff(20, max), max);
+    }
+}

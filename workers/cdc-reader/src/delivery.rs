@@ -1,0 +1,452 @@
+//! Publishing to Kafka and knowing what may be confirmed.
+//!
+//! Guarantee: the position returned by [`Tracker::confirmed`] is the end LSN of a transaction
+//! all of whose messages *and those of every earlier transaction* the broker acknowledged
+//! (`acks=all`, idempotent producer). Confirming it to PostgreSQL therefore never skips an
+//! unacknowledged change; a crash resends at most what followed it (at-least-once, consumers
+//! deduplicate by `(commit_lsn, lsn)`).
+//!
+//! Transactions are tracked in arrival order in a queue of `(end_lsn, pending)`; the delivery
+//! callback (on librdkafka's polling thread) decrements `pending` and pops completed
+//! transactions from the front. Memory is bounded by the number of messages in flight, which
+//! the reader caps: it stops reading the replication stream at `max_in_flight`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, NoCustomPartitioner, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::ClientContext;
+use shared::config::KafkaArgs;
+use tokio::sync::Notify;
+
+use crate::metrics::{lsn_gauge, Metrics};
+
+/// Sequence number of a tracked transaction.
+pub type TxSeq = u64;
+
+#[derive(Debug)]
+struct TrackedTx {
+    /// Position to confirm once complete; `None` until the commit was seen.
+    end_lsn: Option<u64>,
+    /// Messages sent minus messages acknowledged; the commit adds the sent count, so it may
+    /// be negative before the commit.
+    pending: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Sequence of `txs[0]`.
+    front_seq: TxSeq,
+    txs: VecDeque<TrackedTx>,
+    confirmed: u64,
+    failure: Option<String>,
+}
+
+impl State {
+    fn advance(&mut self) -> bool {
+        let before = self.confirmed;
+        while let Some(front) = self.txs.front() {
+            match front.end_lsn {
+                Some(end) if front.pending == 0 => {
+                    self.confirmed = self.confirmed.max(end);
+                    self.txs.pop_front();
+                    self.front_seq += 1;
+                }
+                _ => break,
+            }
+        }
+        self.confirmed != before
+    }
+}
+
+/// Transactions in flight and the position that may be confirmed.
+#[derive(Debug)]
+pub struct Tracker {
+    state: Mutex<State>,
+    /// Messages handed to the producer and not yet acknowledged.
+    in_flight: AtomicU64,
+    /// Woken when the confirmed position moves, a failure is recorded or the in-flight count
+    /// falls to the low-water mark.
+    progress: Notify,
+    low_water: u64,
+    metrics: Metrics,
+}
+
+impl Tracker {
+    /// A tracker that wakes the reader when fewer than `max_in_flight / 2` messages remain.
+    pub fn new(max_in_flight: u64, metrics: Metrics) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            in_flight: AtomicU64::new(0),
+            progress: Notify::new(),
+            low_water: max_in_flight / 2,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts tracking a transaction.
+    pub fn begin(&self) -> TxSeq {
+        let mut state = self.lock();
+        state.txs.push_back(TrackedTx {
+            end_lsn: None,
+            pending: 0,
+        });
+        state.front_seq + state.txs.len() as u64 - 1
+    }
+
+    /// The transaction's commit was seen after `sent` messages: it completes (and may be
+    /// confirmed at `end_lsn`) once they are all acknowledged.
+    pub fn commit(&self, seq: TxSeq, sent: u64, end_lsn: u64) {
+        let mut state = self.lock();
+        let index = seq.wrapping_sub(state.front_seq) as usize;
+        if let Some(tx) = state.txs.get_mut(index) {
+            tx.end_lsn = Some(end_lsn);
+            tx.pending += sent as i64;
+        }
+        if state.advance() {
+            self.metrics.confirmed_lsn.set(lsn_gauge(state.confirmed));
+            drop(state);
+            self.progress.notify_one();
+        }
+    }
+
+    /// Records one more message of `seq` handed to the producer.
+    pub fn sent(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.in_flight.set(now as i64);
+    }
+
+    /// Records a message the producer never took (it was not counted by the transaction).
+    fn unsent(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn delivered(&self, seq: TxSeq, result: Result<(), String>) {
+        let left = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+        self.metrics.in_flight.set(left as i64);
+        let mut state = self.lock();
+        let mut wake = left == self.low_water || left == 0;
+        match result {
+            Ok(()) => {
+                let index = seq.wrapping_sub(state.front_seq) as usize;
+                if let Some(tx) = state.txs.get_mut(index) {
+                    tx.pending -= 1;
+                }
+                if state.advance() {
+                    self.metrics.confirmed_lsn.set(lsn_gauge(state.confirmed));
+                    wake = true;
+                }
+            }
+            Err(reason) => {
+                self.metrics.delivery_failures.inc();
+                state.failure.get_or_insert(reason);
+                wake = true;
+            }
+        }
+        drop(state);
+        if wake {
+            self.progress.notify_one();
+        }
+    }
+
+    /// On a keepalive: the server has sent everything up to `wal_end`. If nothing is in flight
+    /// and no transaction is open, every change before `wal_end` is acknowledged, so it may
+    /// be confirmed (this is how the slot advances on an idle database).
+    pub fn idle_position(&self, wal_end: u64) {
+        let mut state = self.lock();
+        if state.txs.is_empty() && wal_end > state.confirmed {
+            state.confirmed = wal_end;
+            self.metrics.confirmed_lsn.set(lsn_gauge(wal_end));
+        }
+    }
+
+    /// Forgets transactions that will never commit on this session (the connection dropped
+    /// mid-transaction). Only call when nothing is in flight.
+    pub fn abandon_open(&self) {
+        let mut state = self.lock();
+        let len = state.txs.len() as u64;
+        state.txs.clear();
+        state.front_seq += len;
+    }
+
+    /// The position that may be confirmed.
+    pub fn confirmed(&self) -> u64 {
+        self.lock().confirmed
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The first permanent delivery failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    /// Completes on the next progress event (see the field doc).
+    pub async fn progressed(&self) {
+        self.progress.notified().await
+    }
+}
+
+/// What travels with each message to its delivery callback.
+#[derive(Debug)]
+pub struct InFlight {
+    tx: TxSeq,
+    sent_at: Instant,
+}
+
+/// The producer context: routes delivery reports to the tracker.
+#[derive(Debug)]
+pub struct DeliveryContext {
+    tracker: Arc<Tracker>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
+    type DeliveryOpaque = Box<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        self.tracker
+            .metrics
+            .produce_latency
+            .observe(opaque.sent_at.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => {
+                tracing::error!(error = %e, "the broker did not accept a message");
+                Err(e.to_string())
+            }
+        };
+        self.tracker.delivered(opaque.tx, outcome);
+    }
+}
+
+/// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`].
+pub struct Publisher {
+    producer: ThreadedProducer<DeliveryContext>,
+    tracker: Arc<Tracker>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("in_flight", &self.tracker.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The producer settings on top of [`shared::kafka::producer_config`]: messages never expire
+/// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), and
+/// the local queue is sized to hold everything the reader lets fly.
+pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::ClientConfig {
+    let mut config = shared::kafka::producer_config(kafka, "cdc-reader");
+    let overridden = |key: &str| kafka.properties.iter().any(|(k, _)| k == key);
+    if !overridden("message.timeout.ms") {
+        config.set("message.timeout.ms", "0");
+    }
+    if !overridden("queue.buffering.max.messages") {
+        config.set(
+            "queue.buffering.max.messages",
+            (max_in_flight + 10_000).min(2_000_000).to_string(),
+        );
+    }
+    if !overridden("queue.buffering.max.kbytes") {
+        config.set("queue.buffering.max.kbytes", "1048576");
+    }
+    config
+}
+
+impl Publisher {
+    /// Creates the producer.
+    pub fn new(
+        kafka: &KafkaArgs,
+        max_in_flight: u64,
+        metrics: Metrics,
+    ) -> Result<Self, KafkaError> {
+        let tracker = Arc::new(Tracker::new(max_in_flight, metrics));
+        let context = DeliveryContext {
+            tracker: tracker.clone(),
+        };
+        let producer = producer_settings(kafka, max_in_flight).create_with_context(context)?;
+        Ok(Self { producer, tracker })
+    }
+
+    /// The tracker fed by this producer.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    /// Hands one message of transaction `tx` to the producer. Waits while librdkafka's local
+    /// queue is full; any other refusal is permanent.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        tx: TxSeq,
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<InFlight>> = BaseRecord::with_opaque_to(
+            topic,
+            Box::new(InFlight {
+                tx,
+                sent_at: Instant::now(),
+            }),
+        );
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        self.tracker.sent();
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    self.tracker.unsent();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Waits while `max_in_flight` messages or more are unacknowledged; fails on a permanent
+    /// delivery failure.
+    pub async fn wait_for_room(&self, max_in_flight: u64) -> Result<(), crate::error::Error> {
+        loop {
+            if let Some(reason) = self.tracker.failure() {
+                return Err(crate::error::Error::Delivery(reason));
+            }
+            if self.tracker.in_flight() < max_in_flight {
+                return Ok(());
+            }
+            self.tracker.progressed().await;
+        }
+    }
+
+    /// Partition count of a topic, from the broker's metadata.
+    pub async fn partitions(self: &Arc<Self>, topic: &str) -> Result<i32, KafkaError> {
+        let this = self.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let metadata = this
+                .producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+            let count = metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len());
+            Ok(i32::try_from(count).unwrap_or(i32::MAX).max(1))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+
+    /// Waits until nothing is in flight or `deadline` passes; returns whether it drained.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while self.tracker.in_flight() > 0 {
+            if self.tracker.failure().is_some() {
+                return false;
+            }
+            let wait = tokio::time::timeout_at(until, self.tracker.progressed());
+            if wait.await.is_err() {
+                return self.tracker.in_flight() == 0;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Tracker {
+        Tracker::new(10, Metrics::register(&prometheus::Registry::new()).unwrap())
+    }
+
+    #[test]
+    fn confirms_only_complete_prefixes() {
+        let t = tracker();
+        let a = t.begin();
+        t.sent();
+        t.sent();
+        t.commit(a, 2, 100);
+        let b = t.begin();
+        t.sent();
+        t.commit(b, 1, 200);
+        // b acked first: nothing confirmable until a is.
+        t.delivered(b, Ok(()));
+        assert_eq!(t.confirmed(), 0);
+        t.delivered(a, Ok(()));
+        assert_eq!(t.confirmed(), 0);
+        t.delivered(a, Ok(()));
+        assert_eq!(t.confirmed(), 200);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn acks_before_commit_and_empty_transactions() {
+        let t = tracker();
+        let a = t.begin();
+        t.sent();
+        t.delivered(a, Ok(()));
+        assert_eq!(t.confirmed(), 0, "no commit seen yet");
+        t.commit(a, 1, 50);
+        assert_eq!(t.confirmed(), 50);
+        let b = t.begin();
+        t.commit(b, 0, 60);
+        assert_eq!(t.confirmed(), 60);
+    }
+
+    #[test]
+    fn failure_blocks_confirmation() {
+        let t = tracker();
+        let a = t.begin();
+        t.sent();
+        t.commit(a, 1, 10);
+        t.delivered(a, Err("boom".into()));
+        assert_eq!(t.confirmed(), 0);
+        assert_eq!(t.failure().as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn idle_keepalive_confirms_only_without_open_transactions() {
+        let t = tracker();
+        t.idle_position(500);
+        assert_eq!(t.confirmed(), 500);
+        let a = t.begin();
+        t.idle_position(900);
+        assert_eq!(t.confirmed(), 500);
+        t.abandon_open();
+        t.idle_position(900);
+        assert_eq!(t.confirmed(), 900);
+        // Sequence numbers keep working after abandoning.
+        let b = t.begin();
+        assert!(b > a);
+        t.commit(b, 0, 1000);
+        assert_eq!(t.confirmed(), 1000);
+    }
+}

@@ -1,0 +1,196 @@
+//! Encoding of Kafka records in the pipeline's change-event contract
+//! ([`shared::envelope::ChangeEvent`]), straight from borrowed wal2json values: no column value
+//! is ever re-parsed or rounded, it is copied as the raw JSON text wal2json wrote.
+//!
+//! Keys are the primary-key columns as a JSON object (`{"id":"…"}`), so every change of a row
+//! lands on one partition, in commit order.
+
+use chrono::{DateTime, Utc};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use shared::envelope::Op;
+
+use crate::wal2json::{Column, PkColumn};
+
+/// `source` of an envelope.
+#[derive(Debug, Serialize)]
+pub struct SourceInfo<'a> {
+    /// The change's LSN (the snapshot's consistent point for `op=r`).
+    pub lsn: u64,
+    /// Commit LSN of the transaction.
+    pub commit_lsn: u64,
+    /// Transaction id; absent for snapshot reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+    /// Commit time.
+    pub ts: &'a DateTime<Utc>,
+    /// Schema.
+    pub schema: &'a str,
+    /// Table.
+    pub table: &'a str,
+    /// True for snapshot reads.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
+}
+
+/// A row as a JSON object of raw values.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a>(pub &'a [Column<'a>]);
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for column in self.0 {
+            map.serialize_entry(column.name.as_ref(), column.value)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, B, A> {
+    op: Op,
+    before: Option<B>,
+    after: Option<A>,
+    source: &'a SourceInfo<'a>,
+}
+
+/// Writes the envelope of one change into `out` (cleared first). `before`/`after` are a
+/// [`Row`] of wal2json columns or an already-rendered JSON object (snapshot rows).
+pub fn encode_value<B: Serialize, A: Serialize>(
+    out: &mut Vec<u8>,
+    op: Op,
+    before: Option<B>,
+    after: Option<A>,
+    source: &SourceInfo<'_>,
+) {
+    out.clear();
+    let envelope = Envelope {
+        op,
+        before,
+        after,
+        source,
+    };
+    // Writing JSON into a Vec cannot fail: every value is already valid JSON.
+    if serde_json::to_writer(&mut *out, &envelope).is_err() {
+        out.clear();
+    }
+}
+
+struct Key<'a> {
+    pk: &'a [PkColumn<'a>],
+    row: &'a [Column<'a>],
+}
+
+impl Serialize for Key<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.pk.len()))?;
+        for pk in self.pk {
+            if let Some(column) = self.row.iter().find(|c| c.name == pk.name) {
+                map.serialize_entry(pk.name.as_ref(), column.value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Writes the key (the primary-key columns of `row`) into `out`. Returns false, leaving `out`
+/// empty, when the table has no primary key or `row` lacks one of its columns.
+pub fn encode_key(out: &mut Vec<u8>, pk: &[PkColumn<'_>], row: &[Column<'_>]) -> bool {
+    out.clear();
+    if pk.is_empty() || !pk.iter().all(|p| row.iter().any(|c| c.name == p.name)) {
+        return false;
+    }
+    if serde_json::to_writer(&mut *out, &Key { pk, row }).is_err() {
+        out.clear();
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal2json::Message;
+    use shared::envelope::ChangeEvent;
+
+    #[test]
+    fn update_envelope_matches_the_contract() {
+        let raw = br#"{"action":"U","xid":9,"lsn":"0/10","schema":"public","table":"t","columns":[{"name":"id","value":"k1"},{"name":"big","value":9223372036854775807},{"name":"n","value":12345678901234567890.123456789}],"identity":[{"name":"id","value":"k1"}],"pk":[{"name":"id"}]}"#;
+        let m = Message::parse(raw).unwrap();
+        let ts = "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let source = SourceInfo {
+            lsn: 16,
+            commit_lsn: 32,
+            xid: m.xid,
+            ts: &ts,
+            schema: "public",
+            table: "t",
+            snapshot: false,
+        };
+        let cols = m.columns.as_deref().unwrap();
+        let mut value = Vec::new();
+        encode_value(
+            &mut value,
+            Op::Update,
+            m.identity.as_deref().map(Row),
+            Some(Row(cols)),
+            &source,
+        );
+        let text = std::str::from_utf8(&value).unwrap();
+        assert!(text.contains("9223372036854775807"));
+        assert!(text.contains("12345678901234567890.123456789"));
+        let event = ChangeEvent::from_slice(&value).unwrap();
+        assert_eq!(event.op, Op::Update);
+        assert_eq!(event.position(), (32, 16));
+        assert_eq!(event.source.xid, Some(9));
+        assert_eq!(event.before.unwrap()["id"], "k1");
+        assert_eq!(
+            event.after.unwrap()["big"].to_string(),
+            "9223372036854775807"
+        );
+
+        let mut key = Vec::new();
+        assert!(encode_key(&mut key, m.pk.as_deref().unwrap(), cols));
+        assert_eq!(key, br#"{"id":"k1"}"#);
+    }
+
+    #[test]
+    fn delete_and_snapshot_shapes() {
+        let ts = Utc::now();
+        let source = SourceInfo {
+            lsn: 1,
+            commit_lsn: 1,
+            xid: None,
+            ts: &ts,
+            schema: "s",
+            table: "t",
+            snapshot: true,
+        };
+        let mut value = Vec::new();
+        encode_value(
+            &mut value,
+            Op::Read,
+            None::<Row<'_>>,
+            Some(Row(&[])),
+            &source,
+        );
+        let event = ChangeEvent::from_slice(&value).unwrap();
+        assert!(event.source.snapshot);
+        assert!(event.before.is_none());
+        assert_eq!(event.source.xid, None);
+    }
+
+    #[test]
+    fn key_needs_every_pk_column() {
+        let m = Message::parse(br#"{"action":"I","columns":[{"name":"a","value":1}],"pk":[{"name":"a"},{"name":"b"}]}"#).unwrap();
+        let mut key = Vec::new();
+        assert!(!encode_key(
+            &mut key,
+            m.pk.as_deref().unwrap(),
+            m.columns.as_deref().unwrap()
+        ));
+        assert!(key.is_empty());
+        assert!(!encode_key(&mut key, &[], m.columns.as_deref().unwrap()));
+    }
+}

@@ -1,0 +1,55 @@
+//! The `cdc-reader` binary: parse the command line, set up logging and signals, run.
+//!
+//! Exit codes: 0 after a graceful stop, 1 when the reader stopped on an error a restart cannot
+//! cure (nothing unacknowledged was confirmed; a restart resumes from the slot), 2 for bad
+//! configuration.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cdc_reader::{Cli, Command};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = cli.config.validate() {
+        eprintln!("cdc-reader: {message}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = shared::telemetry::init(&cli.telemetry) {
+        eprintln!("cdc-reader: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cdc-reader: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "cdc-reader stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = shared::shutdown::Shutdown::install().context("installing signal handlers")?;
+    match cli.command {
+        Some(Command::Migrate) => {
+            let pool = shared::db::connect(&cli.config.postgres, "cdc-reader").await?;
+            shared::db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        None => cdc_reader::run(cli.config, shutdown)
+            .await
+            .context("cdc-reader"),
+    }
+}

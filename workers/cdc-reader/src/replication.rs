@@ -1,0 +1,370 @@
+//! The streaming loop: wal2json messages in, Kafka records out, confirmed positions back.
+//!
+//! Each transaction is tracked from its begin to its commit ([`crate::delivery::Tracker`]);
+//! every row becomes one record on its table's topic as soon as it arrives, so a transaction
+//! of any size streams through bounded memory. The loop stops reading the socket while
+//! `max_in_flight` records await acknowledgement. Status updates report the tracker's confirmed
+//! position every `status_interval` and whenever the server asks.
+
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use shared::envelope::{format_lsn, Op};
+use shared::shutdown::Shutdown;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{PgWireError, ReplicationConnection};
+use crate::delivery::{Publisher, TxSeq};
+use crate::envelope::{encode_key, encode_value, Row, SourceInfo};
+use crate::error::Error;
+use crate::metrics::{lsn_gauge, Metrics};
+use crate::protocol::{status_update, ServerMessage};
+use crate::topics::Routes;
+use crate::wal2json::Message;
+
+/// Settings of a streaming session.
+#[derive(Debug, Clone)]
+pub struct StreamParams {
+    /// Slot to stream.
+    pub slot: String,
+    /// wal2json options.
+    pub plugin_options: Vec<(&'static str, String)>,
+    /// Cap on unacknowledged records.
+    pub max_in_flight: u64,
+    /// Status update period.
+    pub status_interval: Duration,
+    /// Tombstone after each delete.
+    pub tombstones: bool,
+    /// Stop once this position is confirmed.
+    pub stop_at: Option<u64>,
+    /// Drain deadline on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Why a session ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Shutdown was requested; everything acknowledged was confirmed.
+    Shutdown,
+    /// `stop_at` was reached and confirmed.
+    StopReached,
+}
+
+/// The transaction being received.
+#[derive(Debug)]
+struct OpenTx {
+    seq: TxSeq,
+    sent: u64,
+    commit_lsn: u64,
+    end_lsn: Option<u64>,
+    xid: Option<u64>,
+    ts: DateTime<Utc>,
+}
+
+struct Session<'a> {
+    conn: &'a mut ReplicationConnection,
+    routes: &'a Routes,
+    publisher: &'a Publisher,
+    params: &'a StreamParams,
+    metrics: &'a Metrics,
+    open: Option<OpenTx>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    reply_requested: bool,
+}
+
+/// Starts replication on `conn` and streams until shutdown, `stop_at`, or an error.
+pub async fn stream(
+    conn: &mut ReplicationConnection,
+    routes: &Routes,
+    publisher: &Publisher,
+    params: &StreamParams,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+    lost: &CancellationToken,
+) -> Result<SessionEnd, Error> {
+    conn.start_replication(&params.slot, 0, &params.plugin_options)
+        .await
+        .map_err(Error::wire("starting replication"))?;
+    tracing::info!(slot = %params.slot, pid = conn.pid(), "streaming");
+    let mut session = Session {
+        conn,
+        routes,
+        publisher,
+        params,
+        metrics,
+        open: None,
+        key: Vec::with_capacity(128),
+        value: Vec::with_capacity(4096),
+        reply_requested: false,
+    };
+    session.run(shutdown, lost).await
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        shutdown: &Shutdown,
+        lost: &CancellationToken,
+    ) -> Result<SessionEnd, Error> {
+        let mut status_tick = tokio::time::interval(self.params.status_interval);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tracker = self.publisher.tracker().clone();
+        loop {
+            // Handle what is already buffered, as long as there is room in flight.
+            while tracker.in_flight() < self.params.max_in_flight {
+                match self
+                    .conn
+                    .next_frame()
+                    .map_err(Error::wire("reading the replication stream"))?
+                {
+                    Some(frame) if frame.tag == b'd' => self.handle(frame.body).await?,
+                    Some(frame) if frame.tag == b'c' => {
+                        return Err(Error::wire("streaming")(PgWireError::Protocol(
+                            "the server ended the stream".into(),
+                        )))
+                    }
+                    Some(frame) => {
+                        return Err(Error::wire("streaming")(PgWireError::Protocol(format!(
+                            "unexpected message `{}` while streaming",
+                            frame.tag as char
+                        ))))
+                    }
+                    None => break,
+                }
+            }
+            if self.reply_requested {
+                self.send_status().await?;
+            }
+            if let Some(reason) = tracker.failure() {
+                return Err(Error::Delivery(reason));
+            }
+            if let Some(stop) = self.params.stop_at {
+                if tracker.confirmed() >= stop {
+                    self.finish().await?;
+                    return Ok(SessionEnd::StopReached);
+                }
+            }
+            let room = tracker.in_flight() < self.params.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.finish().await?;
+                    return Ok(SessionEnd::Shutdown);
+                }
+                _ = lost.cancelled() => return Err(Error::LeadershipLost),
+                _ = tracker.progressed() => {}
+                _ = status_tick.tick() => self.send_status().await?,
+                read = self.conn.fill(), if room => {
+                    read.map_err(Error::wire("reading the replication stream"))?;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, body: bytes::Bytes) -> Result<(), Error> {
+        let message = ServerMessage::parse(body)
+            .map_err(|e| Error::wire("streaming")(PgWireError::Protocol(e)))?;
+        match message {
+            ServerMessage::XLogData {
+                wal_start, data, ..
+            } => {
+                self.metrics.wal_bytes.inc_by(data.len() as u64);
+                self.metrics.received_lsn.set(lsn_gauge(wal_start));
+                self.change(wal_start, &data).await
+            }
+            ServerMessage::Keepalive {
+                wal_end,
+                reply_requested,
+            } => {
+                self.metrics.received_lsn.set(lsn_gauge(wal_end));
+                if self.open.is_none() {
+                    self.publisher.tracker().idle_position(wal_end);
+                    if self.publisher.tracker().in_flight() == 0 {
+                        self.metrics.lag_seconds.set(0.0);
+                    }
+                }
+                self.reply_requested |= reply_requested;
+                Ok(())
+            }
+        }
+    }
+
+    async fn change(&mut self, wal_start: u64, data: &[u8]) -> Result<(), Error> {
+        let decode_error = |reason: String| Error::Decode {
+            lsn: format_lsn(wal_start),
+            reason,
+        };
+        let message = Message::parse(data).map_err(decode_error)?;
+        match message.action.as_ref() {
+            "B" => {
+                let seq = self.publisher.tracker().begin();
+                self.open = Some(OpenTx {
+                    seq,
+                    sent: 0,
+                    commit_lsn: message.lsn().unwrap_or(wal_start),
+                    end_lsn: message.end_lsn(),
+                    xid: message.xid,
+                    ts: message.commit_time().unwrap_or_else(Utc::now),
+                });
+                Ok(())
+            }
+            "C" => {
+                let tx = self
+                    .open
+                    .take()
+                    .ok_or_else(|| decode_error("commit without begin".into()))?;
+                // XLogData of a commit starts at the end of the commit record: the position to
+                // confirm. wal2json's `nextlsn` says the same.
+                let end = tx.end_lsn.unwrap_or(wal_start).max(wal_start);
+                self.publisher.tracker().commit(tx.seq, tx.sent, end);
+                self.metrics.transactions.inc();
+                let lag = (Utc::now() - tx.ts).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics.lag_seconds.set(lag);
+                Ok(())
+            }
+            "I" | "U" | "D" | "T" => self.row(wal_start, &message).await,
+            _ => Ok(()), // "M": logical messages are not table changes.
+        }
+    }
+
+    async fn row(&mut self, wal_start: u64, message: &Message<'_>) -> Result<(), Error> {
+        let decode_error = |reason: String| Error::Decode {
+            lsn: format_lsn(wal_start),
+            reason,
+        };
+        let tx = self
+            .open
+            .as_mut()
+            .ok_or_else(|| decode_error("change outside a transaction".into()))?;
+        let (Some(schema), Some(table)) = (message.schema.as_deref(), message.table.as_deref())
+        else {
+            return Err(decode_error("change without schema or table".into()));
+        };
+        let Some(route) = self.routes.get(schema, table) else {
+            tracing::warn!(
+                schema,
+                table,
+                "change of a table that is not captured; skipped"
+            );
+            return Ok(());
+        };
+        let op = match message.action.as_ref() {
+            "I" => Op::Create,
+            "U" => Op::Update,
+            "D" => Op::Delete,
+            _ => Op::Truncate,
+        };
+        let source = SourceInfo {
+            lsn: wal_start,
+            commit_lsn: tx.commit_lsn,
+            xid: tx.xid,
+            ts: &tx.ts,
+            schema,
+            table,
+            snapshot: false,
+        };
+        let seq = tx.seq;
+        let after = message.columns.as_deref().map(Row);
+        let before = message.identity.as_deref().map(Row);
+        encode_value(
+            &mut self.value,
+            op,
+            before.filter(|_| op != Op::Create),
+            after.filter(|_| op != Op::Delete),
+            &source,
+        );
+        let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
+
+        if op == Op::Truncate {
+            // No key: sent to every partition, so each consumer sees it in order with the
+            // row events of its partition.
+            for partition in 0..route.partitions {
+                self.publisher
+                    .wait_for_room(self.params.max_in_flight)
+                    .await?;
+                self.publisher
+                    .send(&route.topic, Some(partition), None, Some(&self.value), seq)
+                    .await
+                    .map_err(send_error)?;
+                tx.sent += 1;
+            }
+            route.events(op).inc();
+            route
+                .bytes
+                .inc_by(self.value.len() as u64 * route.partitions as u64);
+            return Ok(());
+        }
+
+        let pk = message.pk.as_deref().unwrap_or(&[]);
+        let key_row = if op == Op::Delete {
+            message.identity.as_deref()
+        } else {
+            message.columns.as_deref()
+        };
+        let has_key = encode_key(&mut self.key, pk, key_row.unwrap_or(&[]));
+        let key = has_key.then_some(self.key.as_slice());
+        self.publisher
+            .send(&route.topic, None, key, Some(&self.value), seq)
+            .await
+            .map_err(send_error)?;
+        tx.sent += 1;
+        route.events(op).inc();
+        route
+            .bytes
+            .inc_by((self.value.len() + self.key.len()) as u64);
+        if op == Op::Delete && self.params.tombstones && has_key {
+            self.publisher
+                .send(&route.topic, None, key, None, seq)
+                .await
+                .map_err(send_error)?;
+            tx.sent += 1;
+            route.bytes.inc_by(self.key.len() as u64);
+        }
+        Ok(())
+    }
+
+    async fn send_status(&mut self) -> Result<(), Error> {
+        let confirmed = self.publisher.tracker().confirmed();
+        self.conn
+            .queue_copy_data(&status_update(confirmed, SystemTime::now()))
+            .map_err(Error::wire("sending a status update"))?;
+        self.conn
+            .flush()
+            .await
+            .map_err(Error::wire("sending a status update"))?;
+        self.metrics.status_updates.inc();
+        self.reply_requested = false;
+        tracing::debug!(confirmed = %format_lsn(confirmed), "status update sent");
+        Ok(())
+    }
+
+    /// Graceful end: wait for the broker (up to the deadline), confirm what it acknowledged,
+    /// and end the stream so the server has processed the last status update.
+    async fn finish(&mut self) -> Result<(), Error> {
+        if !self.publisher.drain(self.params.shutdown_timeout).await {
+            tracing::warn!(
+                in_flight = self.publisher.tracker().in_flight(),
+                "not everything was acknowledged before the shutdown deadline; confirming what was"
+            );
+        }
+        self.send_status().await?;
+        self.conn.queue_copy_done();
+        self.conn
+            .flush()
+            .await
+            .map_err(Error::wire("ending the stream"))?;
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match self.conn.recv().await {
+                    Ok(frame) if frame.tag == b'Z' => return,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let _ = ended.await;
+        tracing::info!(confirmed = %format_lsn(self.publisher.tracker().confirmed()), "stream ended; position confirmed");
+        Ok(())
+    }
+}

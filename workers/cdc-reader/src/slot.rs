@@ -1,0 +1,144 @@
+//! The replication slot: what state it is in, and whether its initial snapshot completed.
+//!
+//! A slot is created together with an exported snapshot; the rows of that snapshot must reach
+//! the broker before the slot's changes do. If the reader dies during the snapshot, the slot
+//! exists but the snapshot is incomplete, and streaming from it would silently miss the rows
+//! not yet copied. So completion is recorded durably, next to the slot, as a replication
+//! origin named [`snapshot_marker`] (a cluster-wide named object that needs no table), created
+//! only after every snapshot row was acknowledged. A slot without its marker is dropped and
+//! created again, snapshot included.
+
+use sqlx::PgPool;
+
+use crate::error::Error;
+
+/// State of the slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Output plugin (must be wal2json).
+    pub plugin: Option<String>,
+    /// Database the slot decodes.
+    pub database: Option<String>,
+    /// Whether a walsender is streaming it.
+    pub active: bool,
+    /// Its confirmed flush position.
+    pub confirmed_flush_lsn: Option<u64>,
+}
+
+/// Name of the replication origin that marks the slot's snapshot as complete.
+pub fn snapshot_marker(slot: &str) -> String {
+    format!("cdc_reader_snapshot_done.{slot}")
+}
+
+/// Reads the slot's state, `None` when it does not exist.
+pub async fn inspect(pool: &PgPool, slot: &str) -> Result<Option<SlotInfo>, Error> {
+    type SlotRow = (Option<String>, Option<String>, bool, Option<String>);
+    let row: Option<SlotRow> = sqlx::query_as(
+        "SELECT plugin::text, database::text, active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(Error::db("reading pg_replication_slots"))?;
+    Ok(row.map(|(plugin, database, active, lsn)| SlotInfo {
+        plugin,
+        database,
+        active,
+        confirmed_flush_lsn: lsn.as_deref().and_then(shared::envelope::parse_lsn),
+    }))
+}
+
+/// Whether the slot's snapshot was recorded as complete.
+pub async fn snapshot_done(pool: &PgPool, slot: &str) -> Result<bool, Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)")
+        .bind(snapshot_marker(slot))
+        .fetch_one(pool)
+        .await
+        .map_err(Error::db("reading the snapshot marker"))
+}
+
+/// Records the slot's snapshot as complete (idempotent).
+pub async fn mark_snapshot_done(pool: &PgPool, slot: &str) -> Result<(), Error> {
+    sqlx::query(
+        "SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
+    )
+    .bind(snapshot_marker(slot))
+    .execute(pool)
+    .await
+    .map_err(Error::db("recording the snapshot marker"))?;
+    Ok(())
+}
+
+/// Removes the marker (before creating a new slot of the same name).
+pub async fn clear_snapshot_marker(pool: &PgPool, slot: &str) -> Result<(), Error> {
+    sqlx::query(
+        "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = $1",
+    )
+    .bind(snapshot_marker(slot))
+    .execute(pool)
+    .await
+    .map_err(Error::db("dropping the snapshot marker"))?;
+    Ok(())
+}
+
+/// Drops the slot if it exists and is not active.
+pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), Error> {
+    sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active")
+        .bind(slot)
+        .execute(pool)
+        .await
+        .map_err(Error::db("dropping the replication slot"))?;
+    Ok(())
+}
+
+/// Lag of the slot in bytes (`pg_current_wal_lsn() - confirmed_flush_lsn`) and whether it is
+/// active, for the metrics.
+pub async fn lag(pool: &PgPool, slot: &str) -> Result<Option<(i64, bool)>, Error> {
+    sqlx::query_as(
+        "SELECT COALESCE((pg_current_wal_lsn() - confirmed_flush_lsn)::int8, 0), active FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map_err(Error::db("reading the slot's lag"))
+}
+
+/// Checks that an existing slot can serve this reader.
+pub fn check_compatible(info: &SlotInfo, slot: &str, database: &str) -> Result<(), Error> {
+    if info.plugin.as_deref() != Some("wal2json") {
+        return Err(Error::Config(format!(
+            "slot `{slot}` uses plugin {:?}, not wal2json; choose another --slot",
+            info.plugin
+        )));
+    }
+    if info.database.as_deref() != Some(database) {
+        return Err(Error::Config(format!(
+            "slot `{slot}` decodes database {:?}, not `{database}`; choose another --slot",
+            info.database
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatibility() {
+        let ok = SlotInfo {
+            plugin: Some("wal2json".into()),
+            database: Some("db".into()),
+            active: false,
+            confirmed_flush_lsn: None,
+        };
+        assert!(check_compatible(&ok, "s", "db").is_ok());
+        assert!(check_compatible(&ok, "s", "other").is_err());
+        let pgoutput = SlotInfo {
+            plugin: Some("pgoutput".into()),
+            ..ok
+        };
+        assert!(check_compatible(&pgoutput, "s", "db").is_err());
+        assert_eq!(snapshot_marker("s"), "cdc_reader_snapshot_done.s");
+    }
+}
