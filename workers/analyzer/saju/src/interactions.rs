@@ -36,65 +36,117 @@ impl Interaction {
     }
 }
 
-/// Up to all 44 groups of one chart, without allocating.
+/// Most interactions one chart can hold: every group needs two distinct codes among the
+/// chart's at most four stems or four branches, which bounds the count well below this.
+const CAPACITY: usize = 32;
+
+/// Per group, the bit set of its member codes (bit = code), in table order.
+const MEMBER_MASKS: [u32; INTERACTION_GROUPS.len()] = {
+    let mut masks = [0u32; INTERACTION_GROUPS.len()];
+    let mut i = 0;
+    while i < masks.len() {
+        let members = INTERACTION_GROUPS[i].members;
+        let mut j = 0;
+        while j < members.len() {
+            masks[i] |= 1 << members[j];
+            j += 1;
+        }
+        i += 1;
+    }
+    masks
+};
+
+/// One found group, compactly: index into [`INTERACTION_GROUPS`], pillar bits, flags.
+#[derive(Debug, Clone, Copy, Default)]
+struct Found {
+    group: u8,
+    positions: u8,
+    complete: bool,
+    contested: bool,
+}
+
+/// The interactions of one chart, without allocating.
 #[derive(Debug, Clone, Copy)]
 pub struct Interactions {
-    items: [Option<Interaction>; INTERACTION_GROUPS.len()],
-    len: usize,
+    items: [Found; CAPACITY],
+    len: u8,
 }
 
 impl Interactions {
     /// Finds the interactions among the eight codes (as in [`crate::Pillars::codes`]).
     pub fn find(codes: &[u8; 8]) -> Interactions {
-        // Per code, the bit set of pillars holding it.
+        // Per code, the bit set of pillars holding it; and the set of codes present.
         let mut at = [0u8; 22];
+        let mut present = 0u32;
         for pillar in 0..4 {
-            at[codes[2 * pillar] as usize] |= 1 << pillar;
-            at[codes[2 * pillar + 1] as usize] |= 1 << pillar;
+            for code in [codes[2 * pillar], codes[2 * pillar + 1]] {
+                at[code as usize] |= 1 << pillar;
+                present |= 1 << code;
+            }
         }
         let mut out = Interactions {
-            items: [None; INTERACTION_GROUPS.len()],
+            items: [Found::default(); CAPACITY],
             len: 0,
         };
-        for group in &INTERACTION_GROUPS {
-            let mut present = 0;
-            let mut positions = 0;
-            for &m in group.members {
-                let p = at[m as usize];
-                if p != 0 {
-                    present += 1;
-                    positions |= p;
-                }
-            }
-            let n = group.members.len();
-            let complete = present == n;
-            if !(complete || (n == 3 && present == 2)) {
+        for (index, (&mask, group)) in MEMBER_MASKS.iter().zip(&INTERACTION_GROUPS).enumerate() {
+            let hit = present & mask;
+            let found = hit.count_ones();
+            if found < 2 {
                 continue;
+            }
+            // Two of two, three of three, or two of three (partial).
+            let complete = hit == mask;
+            let mut positions = 0;
+            let mut bits = hit;
+            while bits != 0 {
+                positions |= at[bits.trailing_zeros() as usize];
+                bits &= bits - 1;
             }
             let contested = complete && group.category.is_pair_combination() && {
                 let a = at[group.members[0] as usize].count_ones();
                 let b = at[group.members[1] as usize].count_ones();
                 a.min(b) == 1 && a.max(b) >= 2
             };
-            out.items[out.len] = Some(Interaction {
-                group,
-                positions,
-                complete,
-                contested,
-            });
-            out.len += 1;
+            if usize::from(out.len) < CAPACITY {
+                out.items[usize::from(out.len)] = Found {
+                    group: index as u8,
+                    positions,
+                    complete,
+                    contested,
+                };
+                out.len += 1;
+            }
         }
         out
     }
 
     /// All interactions found, ordered by group id.
-    pub fn iter(&self) -> impl Iterator<Item = &Interaction> + '_ {
-        self.items[..self.len].iter().flatten()
+    pub fn iter(&self) -> impl Iterator<Item = Interaction> + '_ {
+        self.items[..usize::from(self.len)]
+            .iter()
+            .map(|f| Interaction {
+                group: &INTERACTION_GROUPS[usize::from(f.group)],
+                positions: f.positions,
+                complete: f.complete,
+                contested: f.contested,
+            })
+    }
+
+    /// Index into [`INTERACTION_GROUPS`] of each interaction, with its pillar bits and
+    /// flags `(index, positions, complete, contested)`, for writers that keep per-group
+    /// tables.
+    pub fn raw(&self) -> impl Iterator<Item = (usize, u8, bool, bool)> + '_ {
+        self.items[..usize::from(self.len)]
+            .iter()
+            .map(|f| (usize::from(f.group), f.positions, f.complete, f.contested))
     }
 
     /// Ids of the complete groups, ordered (what the `groups` array holds).
     pub fn complete_ids(&self) -> impl Iterator<Item = u16> + '_ {
-        self.iter().filter(|i| i.complete).map(|i| i.group.id)
+        self.items[..usize::from(self.len)]
+            .iter()
+            .filter(|f| f.complete)
+            .map(|f| INTERACTION_GROUPS[usize::from(f.group)].id)
     }
 
     /// Whether a complete group with this id was found.
@@ -104,7 +156,7 @@ impl Interactions {
 
     /// Number of interactions found (complete and partial).
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// Whether none was found.

@@ -373,27 +373,19 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     }
 
     raw(out, "},\"interactions\":[");
-    for (i, it) in a.interactions.iter().enumerate() {
+    for (i, (index, positions, complete, contested)) in a.interactions.raw().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let index = INTERACTION_GROUPS.partition_point(|g| g.id < it.group.id);
         out.extend_from_slice(&f.group_head[index]);
-        out.extend_from_slice(&f.positions[it.positions as usize & 15]);
+        out.extend_from_slice(&f.positions[usize::from(positions & 15)]);
         raw(
             out,
-            if it.complete {
-                "],\"complete\":true"
-            } else {
-                "],\"complete\":false"
-            },
-        );
-        raw(
-            out,
-            if it.contested {
-                ",\"contested\":true}"
-            } else {
-                ",\"contested\":false}"
+            match (complete, contested) {
+                (true, true) => "],\"complete\":true,\"contested\":true}",
+                (true, false) => "],\"complete\":true,\"contested\":false}",
+                (false, true) => "],\"complete\":false,\"contested\":true}",
+                (false, false) => "],\"complete\":false,\"contested\":false}",
             },
         );
     }
