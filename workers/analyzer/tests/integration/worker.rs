@@ -1,6 +1,4 @@
-//! The analyzer against the real PostgreSQL and broker `scripts/test` provisions.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The worker end to end with hand-made change events: results, errors, the DLQ, edits.
 
 use std::time::Duration;
 
