@@ -10,6 +10,8 @@ Commands (all line-oriented, stdin to stdout):
   pillars      "YYYY-MM-DD HH:MM:SS" civil time at UTC+9 per line -> the eight codes
                (year stem, year branch, ..., hour branch) from bazi-chart's
                cast_pillars(dt, tz_hours=9, day_rollover='midnight').
+  luck         "YYYY-MM-DD HH:MM:SS M|F" per line -> "<forward 1|0> <start years>
+               <first luck pillar's cycle position>" from bazi-chart's dayun_list.
   lunar-days   no input; for every solar day 1900-01-01..2050-12-31 prints
                "YYYY-MM-DD year month day leap" from korean-lunar-calendar.
   lunar-valid  "year month day leap" per line -> "1" if korean-lunar-calendar
@@ -39,6 +41,25 @@ def pillars() -> None:
             codes.append(STEMS.index(p.gan))
             codes.append(10 + BRANCHES.index(p.zhi))
         out.write(" ".join(map(str, codes)) + "\n")
+
+
+def luck() -> None:
+    from bazi import cast_pillars
+    from bazi.fortune import dayun_list, start_age
+
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        stamp, gender = line.rsplit(" ", 1)
+        dt = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+        fp = cast_pillars(dt, "男" if gender == "M" else "女", tz_hours=9, day_rollover="midnight")
+        years, _, _ = start_age(fp)
+        first = dayun_list(fp, steps=1)[0]
+        forward = (fp.is_yang_year and gender == "M") or (not fp.is_yang_year and gender == "F")
+        position = next(i for i in range(60) if i % 10 == STEMS.index(first.gan)
+                        and i % 12 == BRANCHES.index(first.zhi))
+        sys.stdout.write(f"{1 if forward else 0} {years:.6f} {position}\n")
 
 
 def lunar_days() -> None:
@@ -79,7 +100,7 @@ def zone() -> None:
         sys.stdout.write(f"{int(t.utcoffset().total_seconds())}\n")
 
 
-COMMANDS = {"pillars": pillars, "lunar-days": lunar_days, "lunar-valid": lunar_valid, "zone": zone}
+COMMANDS = {"pillars": pillars, "luck": luck, "lunar-days": lunar_days, "lunar-valid": lunar_valid, "zone": zone}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:

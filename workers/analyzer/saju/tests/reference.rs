@@ -125,6 +125,64 @@ fn pillars_match_bazi_chart_on_random_instants_and_edge_cases() {
 }
 
 #[test]
+fn luck_pillars_match_bazi_chart() {
+    let first = days_from_civil(1900, 1, 2) * 1440;
+    let last = days_from_civil(2100, 12, 1) * 1440;
+    let mut rng = Rng(3);
+    let cases: Vec<(CivilDateTime, Gender)> = (0..2000)
+        .map(|i| {
+            let minute = first + (rng.next() % (last - first) as u64) as i64;
+            let gender = if i % 2 == 0 {
+                Gender::Male
+            } else {
+                Gender::Female
+            };
+            (CivilDateTime::from_clock_seconds(minute * 60), gender)
+        })
+        .collect();
+    let input: String = cases
+        .iter()
+        .map(|(c, g)| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:00 {}\n",
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                g.as_str()
+            )
+        })
+        .collect();
+    let expected = reference("luck", &input);
+    assert_eq!(expected.len(), cases.len());
+    let options = Options {
+        zone: Zone::Fixed(KST),
+        ..Options::default()
+    };
+    for ((c, gender), want) in cases.iter().zip(&expected) {
+        let f: Vec<&str> = want.split(' ').collect();
+        let a = Analysis::compute(&Birth::Civil(*c), *gender, &options).unwrap();
+        let forward = a.luck.direction == saju::luck::Direction::Forward;
+        assert_eq!(forward, f[0] == "1", "{c:?} {gender:?}");
+        assert_eq!(a.luck.pillars[0].to_string(), f[2], "{c:?} {gender:?}");
+        // Start age in years: the same to a few seconds of 절 time (1 s ≈ 1/259200 year).
+        let theirs: f64 = f[1].parse().unwrap();
+        let ours = a.luck.distance_seconds as f64 / 259_200.0;
+        assert!(
+            (ours - theirs).abs() < 0.002,
+            "{c:?}: ours {ours}, theirs {theirs}"
+        );
+        let rounded = (theirs.round() as u8).max(1);
+        assert!(
+            a.luck.start_age == rounded || (theirs.fract() - 0.5).abs() < 0.002,
+            "{c:?}: start age {} vs {theirs}",
+            a.luck.start_age
+        );
+    }
+}
+
+#[test]
 fn lunar_calendar_matches_kasi_for_every_day_1900_2050() {
     let lines = reference("lunar-days", "");
     assert_eq!(
