@@ -200,6 +200,37 @@ pub enum Birth {
     },
 }
 
+impl Birth {
+    /// The birth a `saju_profiles` row describes: `birth_date` is an instant; for solar
+    /// input (`is_solar`) that instant is the birth; for lunar input its reading on the
+    /// `zone` clock carries the lunar date (year-month-day) and the clock time of birth,
+    /// with `is_leap_month` marking the leap month.
+    pub fn from_profile(
+        birth_date: Instant,
+        is_solar: bool,
+        is_leap_month: bool,
+        zone: Zone,
+    ) -> Birth {
+        if is_solar {
+            return Birth::Instant(birth_date);
+        }
+        let t = birth_date.unix_seconds();
+        let reading =
+            CivilDateTime::from_clock_seconds(t.saturating_add(i64::from(zone.offset_at(t))));
+        Birth::Lunar {
+            date: LunarDate {
+                year: reading.year,
+                month: reading.month,
+                day: reading.day,
+                leap: is_leap_month,
+            },
+            time_of_day: u32::from(reading.hour) * 3600
+                + u32::from(reading.minute) * 60
+                + u32::from(reading.second),
+        }
+    }
+}
+
 /// Instants (Unix seconds) worth converting to a civil date: a day beyond the supported
 /// dates on either side, so that any offset still gives a precise out-of-range error.
 const INSTANT_RANGE: (i64, i64) = (
@@ -443,6 +474,31 @@ mod tests {
         assert_eq!((p.civil.day, p.civil.hour, p.utc_offset), (1, 0, 36_000));
         let p = Pillars::compute(&Birth::Instant(t), &fixed9()).unwrap();
         assert_eq!((p.civil.day, p.civil.hour), (30, 23));
+    }
+
+    #[test]
+    fn profile_rows_become_births() {
+        let t = Instant::parse_rfc3339("2020-04-15T14:30:00+09:00").unwrap();
+        assert_eq!(
+            Birth::from_profile(t, true, false, Zone::Seoul),
+            Birth::Instant(t)
+        );
+        let lunar = Birth::from_profile(t, false, true, Zone::Seoul);
+        let p = Pillars::compute(&lunar, &Options::default()).unwrap();
+        assert_eq!((p.civil.year, p.civil.month, p.civil.day), (2020, 6, 6));
+        assert_eq!((p.civil.hour, p.civil.minute), (14, 30));
+        let bad = Birth::from_profile(t, false, false, Zone::Seoul);
+        assert!(Pillars::compute(
+            &Birth::from_profile(
+                Instant::parse_rfc3339("2021-04-01T12:00:00+09:00").unwrap(),
+                false,
+                true,
+                Zone::Seoul
+            ),
+            &Options::default()
+        )
+        .is_err());
+        assert!(Pillars::compute(&bad, &Options::default()).is_ok());
     }
 
     #[test]
