@@ -2,6 +2,9 @@
 //! root, and merges what the file really is into the row's metadata in batches.
 
 pub mod config;
+#[cfg(any(test, feature = "corpus"))]
+pub mod corpus;
+pub mod probe;
 
 use shared::health::{self, Health};
 use shared::shutdown::Shutdown;

@@ -1,0 +1,404 @@
+//! Synthetic sample files, written with real encoders, for the tests and the benchmark: every
+//! supported format, JPEGs with an EXIF block built byte by byte, a 16-bit PNG, an animated
+//! GIF, a multi-layer OpenEXR, SVG, and the damaged files the worker must reject.
+//!
+//! Compiled for tests and with the `corpus` feature only; never part of the worker itself.
+
+use std::io::Cursor;
+
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, Frame, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+/// A photo-like RGB picture: smooth gradients, a few shapes and fine noise, so encoders do
+/// realistic work. `seed` varies the content.
+pub fn picture(width: u32, height: u32, seed: u32) -> RgbImage {
+    let (fw, fh) = (width.max(1) as f32, height.max(1) as f32);
+    let phase = seed as f32 * 0.7;
+    ImageBuffer::from_fn(width, height, |x, y| {
+        let (u, v) = (x as f32 / fw, y as f32 / fh);
+        let mut h = x.wrapping_mul(374_761_393)
+            ^ y.wrapping_mul(668_265_263)
+            ^ seed.wrapping_mul(2_246_822_519);
+        h = (h ^ (h >> 13)).wrapping_mul(1_274_126_177);
+        let noise = ((h >> 24) & 0x0F) as f32 - 8.0;
+        let disc = if (u - 0.6).powi(2) + (v - 0.4).powi(2) < 0.04 {
+            60.0
+        } else {
+            0.0
+        };
+        let r = 200.0 * u + 40.0 * (v * 9.0 + phase).sin() + disc + noise;
+        let g = 180.0 * v + 30.0 * (u * 7.0 - phase).cos() + noise;
+        let b = 120.0 + 80.0 * ((u + v) * 5.0 + phase).sin() - disc + noise;
+        Rgb([clamp(r), clamp(g), clamp(b)])
+    })
+}
+
+fn clamp(v: f32) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, format)
+        .unwrap_or_else(|e| panic!("encoding {format:?}: {e}"));
+    out.into_inner()
+}
+
+/// 8-bit RGB PNG.
+pub fn png_rgb8(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    encode(
+        &DynamicImage::ImageRgb8(picture(width, height, seed)),
+        ImageFormat::Png,
+    )
+}
+
+/// 16-bit RGBA PNG (alpha fades left to right).
+pub fn png_rgba16(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let base = picture(width, height, seed);
+    let wide = ImageBuffer::from_fn(width, height, |x, y| {
+        let p = base.get_pixel(x, y).0;
+        let alpha = (65535 * (x + 1) / width.max(1)) as u16;
+        Rgba([
+            u16::from(p[0]) * 257,
+            u16::from(p[1]) * 257,
+            u16::from(p[2]) * 257,
+            alpha,
+        ])
+    });
+    encode(&DynamicImage::ImageRgba16(wide), ImageFormat::Png)
+}
+
+/// Baseline JPEG at `quality`.
+pub fn jpeg(width: u32, height: u32, seed: u32, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(&picture(width, height, seed))
+        .unwrap_or_else(|e| panic!("encoding JPEG: {e}"));
+    out
+}
+
+/// Animated GIF of `frames` frames, 100 ms each, looping forever.
+pub fn gif_animated(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = GifEncoder::new_with_speed(&mut out, 30);
+        encoder
+            .set_repeat(Repeat::Infinite)
+            .unwrap_or_else(|e| panic!("GIF repeat: {e}"));
+        for i in 0..frames {
+            let rgb = picture(width, height, i);
+            let rgba: RgbaImage = DynamicImage::ImageRgb8(rgb).to_rgba8();
+            let frame = Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(100, 1));
+            encoder
+                .encode_frame(frame)
+                .unwrap_or_else(|e| panic!("GIF frame: {e}"));
+        }
+    }
+    out
+}
+
+/// Lossless WebP.
+pub fn webp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    encode(
+        &DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(picture(width, height, seed)).to_rgba8()),
+        ImageFormat::WebP,
+    )
+}
+
+/// 8-bit RGB TIFF.
+pub fn tiff(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    encode(
+        &DynamicImage::ImageRgb8(picture(width, height, seed)),
+        ImageFormat::Tiff,
+    )
+}
+
+/// 24-bit BMP.
+pub fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    encode(
+        &DynamicImage::ImageRgb8(picture(width, height, seed)),
+        ImageFormat::Bmp,
+    )
+}
+
+/// Channel names of [`exr_layers`]: a base RGBA layer, depth, and two named layers.
+pub const EXR_CHANNELS: [&str; 11] = [
+    "A",
+    "B",
+    "G",
+    "R",
+    "Z",
+    "diffuse.B",
+    "diffuse.G",
+    "diffuse.R",
+    "normal.X",
+    "normal.Y",
+    "normal.Z",
+];
+
+/// Single-part OpenEXR with the channels of [`EXR_CHANNELS`]: RGBA and depth as 32-bit
+/// floats, the `diffuse` and `normal` layers as 16-bit floats.
+pub fn exr_layers(width: u32, height: u32) -> Vec<u8> {
+    use exr::prelude::*;
+    let base = picture(width, height, 3);
+    let (w, h) = (width as usize, height as usize);
+    let plane =
+        |c: usize| -> Vec<f32> { base.pixels().map(|p| f32::from(p.0[c]) / 255.0).collect() };
+    let half = |values: Vec<f32>| FlatSamples::F16(values.into_iter().map(f16::from_f32).collect());
+    let mut channels: Vec<AnyChannel<FlatSamples>> = vec![
+        AnyChannel::new("R", FlatSamples::F32(plane(0))),
+        AnyChannel::new("G", FlatSamples::F32(plane(1))),
+        AnyChannel::new("B", FlatSamples::F32(plane(2))),
+        AnyChannel::new("A", FlatSamples::F32(vec![1.0; w * h])),
+        AnyChannel::new(
+            "Z",
+            FlatSamples::F32((0..w * h).map(|i| i as f32 / (w * h) as f32).collect()),
+        ),
+    ];
+    for (name, c) in [("diffuse.R", 0), ("diffuse.G", 1), ("diffuse.B", 2)] {
+        channels.push(AnyChannel::new(name, half(plane(c))));
+    }
+    for name in ["normal.X", "normal.Y", "normal.Z"] {
+        channels.push(AnyChannel::new(name, half(vec![0.5; w * h])));
+    }
+    let layer = Layer::new(
+        (w, h),
+        LayerAttributes::default(),
+        Encoding::FAST_LOSSLESS,
+        AnyChannels::sort(channels.into()),
+    );
+    let mut out = Cursor::new(Vec::new());
+    Image::from_layer(layer)
+        .write()
+        .to_buffered(&mut out)
+        .unwrap_or_else(|e| panic!("encoding EXR: {e}"));
+    out.into_inner()
+}
+
+/// An SVG document with a viewBox and no width/height attributes.
+pub fn svg(view_width: u32, view_height: u32) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {view_width} {view_height}\">\n  <rect width=\"50%\" height=\"50%\" fill=\"#c33\"/>\n</svg>\n"
+    )
+    .into_bytes()
+}
+
+/// EXIF fields to put in a JPEG.
+#[derive(Clone, Debug)]
+pub struct ExifFields {
+    /// TIFF orientation 1–8.
+    pub orientation: u16,
+    /// Camera maker.
+    pub make: &'static str,
+    /// Camera model.
+    pub model: &'static str,
+    /// `YYYY:MM:DD HH:MM:SS`.
+    pub date_time_original: &'static str,
+    /// `+HH:MM`.
+    pub offset_time_original: &'static str,
+    /// Degrees, minutes, seconds; south when negative degrees.
+    pub latitude: (i32, u32, f64),
+    /// Degrees, minutes, seconds; west when negative degrees.
+    pub longitude: (i32, u32, f64),
+    /// Metres above sea level.
+    pub altitude_m: f64,
+}
+
+impl Default for ExifFields {
+    fn default() -> Self {
+        Self {
+            orientation: 6,
+            make: "Canon",
+            model: "Canon EOS R5",
+            date_time_original: "2024:05:01 10:20:30",
+            offset_time_original: "+09:00",
+            latitude: (37, 33, 59.4),
+            longitude: (126, 58, 40.8),
+            altitude_m: 38.5,
+        }
+    }
+}
+
+/// A JPEG whose APP1 segment carries `fields` (spliced right after SOI).
+pub fn jpeg_with_exif(width: u32, height: u32, seed: u32, fields: &ExifFields) -> Vec<u8> {
+    let plain = jpeg(width, height, seed, 85);
+    let tiff = exif_tiff(fields);
+    let mut out = Vec::with_capacity(plain.len() + tiff.len() + 16);
+    out.extend_from_slice(&plain[..2]);
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(&tiff);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+/// One IFD entry's type and value bytes (little-endian).
+enum Entry {
+    Ascii(String),
+    Short(u16),
+    Long(u32),
+    Byte(u8),
+    Rationals(Vec<(u32, u32)>),
+}
+
+impl Entry {
+    fn encode(&self) -> (u16, u32, Vec<u8>) {
+        match self {
+            Entry::Ascii(s) => {
+                let mut b = s.as_bytes().to_vec();
+                b.push(0);
+                (2, b.len() as u32, b)
+            }
+            Entry::Short(v) => (3, 1, v.to_le_bytes().to_vec()),
+            Entry::Long(v) => (4, 1, v.to_le_bytes().to_vec()),
+            Entry::Byte(v) => (1, 1, vec![*v]),
+            Entry::Rationals(v) => (
+                5,
+                v.len() as u32,
+                v.iter()
+                    .flat_map(|(n, d)| n.to_le_bytes().into_iter().chain(d.to_le_bytes()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Serialises one IFD at `offset` (from the TIFF header): entries, next-IFD 0, then the values
+/// that do not fit in four bytes.
+fn ifd(entries: &mut [(u16, Entry)], offset: u32) -> Vec<u8> {
+    entries.sort_by_key(|(tag, _)| *tag);
+    let table = 2 + 12 * entries.len() as u32 + 4;
+    let mut head = (entries.len() as u16).to_le_bytes().to_vec();
+    let mut data = Vec::new();
+    for (tag, entry) in entries.iter() {
+        let (kind, count, bytes) = entry.encode();
+        head.extend_from_slice(&tag.to_le_bytes());
+        head.extend_from_slice(&kind.to_le_bytes());
+        head.extend_from_slice(&count.to_le_bytes());
+        if bytes.len() <= 4 {
+            let mut inline = bytes.clone();
+            inline.resize(4, 0);
+            head.extend_from_slice(&inline);
+        } else {
+            head.extend_from_slice(&(offset + table + data.len() as u32).to_le_bytes());
+            data.extend_from_slice(&bytes);
+            if data.len() % 2 == 1 {
+                data.push(0);
+            }
+        }
+    }
+    head.extend_from_slice(&0u32.to_le_bytes());
+    head.extend_from_slice(&data);
+    head
+}
+
+fn dms(degrees: u32, minutes: u32, seconds: f64) -> Entry {
+    Entry::Rationals(vec![
+        (degrees, 1),
+        (minutes, 1),
+        ((seconds * 100.0).round() as u32, 100),
+    ])
+}
+
+/// A little-endian TIFF structure with IFD0, the Exif IFD and the GPS IFD.
+fn exif_tiff(f: &ExifFields) -> Vec<u8> {
+    let header = 8u32;
+    // IFD0 has 5 entries; its size is fixed by its contents, so lay it out twice: once to
+    // learn its length, once with the real sub-IFD offsets.
+    let ifd0 = |exif_at: u32, gps_at: u32| {
+        ifd(
+            &mut [
+                (0x010F, Entry::Ascii(f.make.to_owned())),
+                (0x0110, Entry::Ascii(f.model.to_owned())),
+                (0x0112, Entry::Short(f.orientation)),
+                (0x8769, Entry::Long(exif_at)),
+                (0x8825, Entry::Long(gps_at)),
+            ],
+            header,
+        )
+    };
+    let exif_at = header + ifd0(0, 0).len() as u32;
+    let exif = |at| {
+        ifd(
+            &mut [
+                (0x9003, Entry::Ascii(f.date_time_original.to_owned())),
+                (0x9011, Entry::Ascii(f.offset_time_original.to_owned())),
+            ],
+            at,
+        )
+    };
+    let gps_at = exif_at + exif(exif_at).len() as u32;
+    let lat_ref = if f.latitude.0 < 0 { "S" } else { "N" };
+    let lon_ref = if f.longitude.0 < 0 { "W" } else { "E" };
+    let gps = ifd(
+        &mut [
+            (0x0001, Entry::Ascii(lat_ref.to_owned())),
+            (
+                0x0002,
+                dms(f.latitude.0.unsigned_abs(), f.latitude.1, f.latitude.2),
+            ),
+            (0x0003, Entry::Ascii(lon_ref.to_owned())),
+            (
+                0x0004,
+                dms(f.longitude.0.unsigned_abs(), f.longitude.1, f.longitude.2),
+            ),
+            (0x0005, Entry::Byte(u8::from(f.altitude_m < 0.0))),
+            (
+                0x0006,
+                Entry::Rationals(vec![((f.altitude_m.abs() * 10.0).round() as u32, 10)]),
+            ),
+        ],
+        gps_at,
+    );
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&header.to_le_bytes());
+    out.extend_from_slice(&ifd0(exif_at, gps_at));
+    out.extend_from_slice(&exif(exif_at));
+    out.extend_from_slice(&gps);
+    out
+}
+
+/// The first `keep` of `bytes`: a file cut short.
+pub fn truncated(bytes: &[u8], keep: usize) -> Vec<u8> {
+    bytes[..keep.min(bytes.len())].to_vec()
+}
+
+/// `bytes` with `len` bytes from `at` overwritten by a fixed garbage pattern.
+pub fn corrupted(bytes: &[u8], at: usize, len: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for (i, b) in out.iter_mut().skip(at).take(len).enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(0x5A);
+    }
+    out
+}
+
+/// A PNG whose header claims `width`×`height` but holds almost no data: a decompression bomb
+/// as far as the header is concerned.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let small = png_rgb8(4, 4, 1);
+    // IHDR data starts at byte 16: width, height (big-endian); the CRC follows at 29.
+    let mut out = small;
+    out[16..20].copy_from_slice(&width.to_be_bytes());
+    out[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&out[12..29]);
+    out[29..33].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -1,0 +1,380 @@
+//! What an image file really is, from its bytes alone: format, dimensions, colour type and
+//! bit depth, EXIF essentials, ICC presence, hashes, luminance, dominant colours and a
+//! placeholder.
+//!
+//! Pure and synchronous: no file system, no clock other than the deadline it is given. It runs
+//! on the worker's rayon pool. Hostile input is expected: every parser is bounded (pixel and
+//! allocation limits before any pixel is decoded, node limits for SVG) and nothing panics on
+//! bad bytes; failures come back as a [`ProbeError`] whose [`ProbeError::kind`] is a small,
+//! fixed set fit for a metric label.
+//!
+//! Layout: [`format`] sniffs magic numbers; [`gif`], [`openexr`] and [`svg`] read structure the
+//! pixel decoder does not report; [`exif`] summarises EXIF; [`color`] samples the decoded
+//! picture into a small grid for [`hash`] (pHash), luminance, dominant colours and
+//! [`placeholder`] (ThumbHash).
+
+pub mod color;
+pub mod exif;
+pub mod format;
+pub mod gif;
+pub mod hash;
+pub mod openexr;
+pub mod placeholder;
+pub mod svg;
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use image::{ExtendedColorType, ImageDecoder, ImageError, ImageReader};
+use serde::Serialize;
+
+pub use format::Format;
+
+/// Bounds on the work one file may cause.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeLimits {
+    /// Most pixels (width × height) decoded; larger images are refused before decoding.
+    pub max_pixels: u64,
+    /// Give up (with [`ProbeError::Timeout`]) between stages once this instant has passed.
+    pub deadline: Option<Instant>,
+}
+
+/// Why a file could not be probed. Each is a property of the file: retrying does not help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// Not one of the supported formats.
+    #[error("unsupported format: {0}")]
+    Unsupported(String),
+    /// The data ends before the format says it should.
+    #[error("truncated: {0}")]
+    Truncated(String),
+    /// The data contradicts the format.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// Dimensions or structure beyond the configured limits (decompression bomb guard).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The file took longer than the per-file timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ProbeError {
+    /// Stable machine-readable reason: `unsupported`, `truncated`, `corrupt`, `too_large`,
+    /// `timeout`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeError::Unsupported(_) => "unsupported",
+            ProbeError::Truncated(_) => "truncated",
+            ProbeError::Corrupt(_) => "corrupt",
+            ProbeError::TooLarge(_) => "too_large",
+            ProbeError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// Everything the bytes of one image say.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageFacts {
+    /// Format from the magic number.
+    pub format: Format,
+    /// Media type of `format`.
+    pub mime: &'static str,
+    /// Width in pixels (SVG: CSS pixels from width/viewBox; absent if the document has none).
+    pub width: Option<u32>,
+    /// Height in pixels.
+    pub height: Option<u32>,
+    /// Colour model of the stored samples: `gray`, `gray_alpha`, `rgb`, `rgba`, `cmyk`,
+    /// `indexed`… (absent for SVG).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color_type: Option<String>,
+    /// Bits per channel as stored (16 for a 16-bit PNG, 32 for float EXR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<u8>,
+    /// Whether the picture has an alpha channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_alpha: Option<bool>,
+    /// Frames, loop count and duration (GIF only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub animation: Option<gif::GifAnimation>,
+    /// Parts, channels and layers (OpenEXR only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exr: Option<openexr::ExrLayout>,
+    /// viewBox (SVG only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svg: Option<svg::SvgSize>,
+    /// EXIF essentials, when the file carries EXIF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif: Option<exif::ExifSummary>,
+    /// Size in bytes of the embedded ICC profile; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icc_profile_bytes: Option<usize>,
+    /// Size of the file.
+    pub file_size: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// 64-bit DCT perceptual hash, 16 hex digits (see [`hash::phash`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phash: Option<String>,
+    /// Mean luma 0–1, opacity-weighted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_luminance: Option<f64>,
+    /// Dominant colours, most frequent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dominant_colors: Vec<color::Swatch>,
+    /// ThumbHash placeholder, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
+    /// Time spent decoding pixels (not serialised; for the decode-time histogram).
+    #[serde(skip)]
+    pub decode_time: Duration,
+}
+
+/// How many dominant colours are reported at most.
+const MAX_SWATCHES: usize = 5;
+
+/// Probes one file's bytes.
+pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeError> {
+    let format = format::sniff(bytes).ok_or_else(|| {
+        let shown: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        ProbeError::Unsupported(if bytes.is_empty() {
+            "empty file".to_owned()
+        } else {
+            format!("unknown signature {shown}")
+        })
+    })?;
+    let mut facts = ImageFacts {
+        format,
+        mime: format.mime(),
+        width: None,
+        height: None,
+        color_type: None,
+        bit_depth: None,
+        has_alpha: None,
+        animation: None,
+        exr: None,
+        svg: None,
+        exif: None,
+        icc_profile_bytes: None,
+        file_size: bytes.len() as u64,
+        sha256: hash::sha256_hex(bytes),
+        phash: None,
+        avg_luminance: None,
+        dominant_colors: Vec::new(),
+        thumbhash: None,
+        decode_time: Duration::ZERO,
+    };
+    if format == Format::Svg {
+        let size = svg::size(bytes)?;
+        facts.width = size.width;
+        facts.height = size.height;
+        facts.svg = Some(size);
+        return Ok(facts);
+    }
+    match format {
+        Format::Jpeg => check_jpeg_end(bytes)?,
+        Format::Webp => check_riff_length(bytes)?,
+        Format::Gif => facts.animation = Some(gif::walk(bytes)?),
+        Format::Exr => facts.exr = Some(openexr::layout(bytes)?),
+        _ => {}
+    }
+    check_deadline(limits)?;
+    raster(bytes, format, limits, &mut facts)?;
+    Ok(facts)
+}
+
+fn check_deadline(limits: &ProbeLimits) -> Result<(), ProbeError> {
+    match limits.deadline {
+        Some(deadline) if Instant::now() > deadline => Err(ProbeError::Timeout(Duration::ZERO)),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes the pixels (within the limits) and derives the picture statistics.
+fn raster(
+    bytes: &[u8],
+    format: Format,
+    limits: &ProbeLimits,
+    facts: &mut ImageFacts,
+) -> Result<(), ProbeError> {
+    let image_format = match format {
+        Format::Png => image::ImageFormat::Png,
+        Format::Jpeg => image::ImageFormat::Jpeg,
+        Format::Gif => image::ImageFormat::Gif,
+        Format::Webp => image::ImageFormat::WebP,
+        Format::Tiff => image::ImageFormat::Tiff,
+        Format::Bmp => image::ImageFormat::Bmp,
+        Format::Exr => image::ImageFormat::OpenExr,
+        Format::Svg => return Ok(()),
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut decode_limits = image::Limits::default();
+    // Room for the largest allowed picture as RGBA float, plus the decoder's own buffers.
+    decode_limits.max_alloc = Some(
+        limits
+            .max_pixels
+            .saturating_mul(16)
+            .saturating_add(64 << 20),
+    );
+    reader.limits(decode_limits);
+    let mut decoder = reader.into_decoder().map_err(|e| classify(format, e))?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(ProbeError::Corrupt(format!("{width}x{height} image")));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(ProbeError::TooLarge(format!(
+            "{width}x{height} is {pixels} pixels, the limit is {}",
+            limits.max_pixels
+        )));
+    }
+    facts.width = Some(width);
+    facts.height = Some(height);
+    let original = decoder.original_color_type();
+    let (color_type, bit_depth) = describe(original);
+    facts.color_type = Some(color_type.to_owned());
+    facts.bit_depth = Some(bit_depth);
+    facts.has_alpha = Some(has_alpha(original));
+    facts.icc_profile_bytes = decoder.icc_profile().ok().flatten().map(|icc| icc.len());
+    let raw_exif = decoder.exif_metadata().ok().flatten();
+    facts.exif = raw_exif.and_then(exif::summarize);
+    if facts.exif.is_none() && format == Format::Tiff {
+        // A TIFF is itself an EXIF structure: its IFD0 holds make, model, orientation.
+        facts.exif = exif::summarize(bytes.to_vec()).filter(|s| *s != Default::default());
+    }
+    check_deadline(limits)?;
+
+    let started = Instant::now();
+    let picture = image::DynamicImage::from_decoder(decoder).map_err(|e| classify(format, e))?;
+    facts.decode_time = started.elapsed();
+    check_deadline(limits)?;
+
+    let luma = color::sample(&picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
+    if luma.width as usize == hash::PHASH_GRID && luma.height as usize == hash::PHASH_GRID {
+        facts.phash = hash::phash(&color::luma_grid(&luma));
+    }
+    let (gw, gh) = placeholder::grid_size(width, height);
+    let grid = color::sample(&picture, gw, gh);
+    facts.avg_luminance = color::average_luminance(&grid);
+    facts.dominant_colors = color::dominant_colors(&grid, MAX_SWATCHES);
+    facts.thumbhash = placeholder::thumbhash(&grid);
+    Ok(())
+}
+
+/// Maps a decoder error to the reason reported on the row.
+fn classify(format: Format, error: ImageError) -> ProbeError {
+    let name = format.name();
+    match error {
+        ImageError::Limits(e) => ProbeError::TooLarge(format!("{name}: {e}")),
+        ImageError::Unsupported(e) => ProbeError::Unsupported(format!("{name}: {e}")),
+        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ProbeError::Truncated(format!("{name}: {e}"))
+        }
+        ImageError::Decoding(e) => {
+            let text = e.to_string();
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("eof")
+                || lower.contains("end of")
+                || lower.contains("truncat")
+                || lower.contains("no more bytes")
+                || lower.contains("unexpected end")
+            {
+                ProbeError::Truncated(format!("{name}: {text}"))
+            } else {
+                ProbeError::Corrupt(format!("{name}: {text}"))
+            }
+        }
+        other => ProbeError::Corrupt(format!("{name}: {other}")),
+    }
+}
+
+/// A JPEG must close with an EOI marker after its first scan; decoders quietly grey-fill a
+/// cut-off scan, so this is where truncation shows.
+fn check_jpeg_end(bytes: &[u8]) -> Result<(), ProbeError> {
+    let sos = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .ok_or_else(|| ProbeError::Truncated("JPEG has no scan".into()))?;
+    let has_eoi = bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]);
+    if has_eoi {
+        Ok(())
+    } else {
+        Err(ProbeError::Truncated(format!(
+            "JPEG ends at byte {} without an end-of-image marker",
+            bytes.len()
+        )))
+    }
+}
+
+/// The RIFF header of a WebP states the file's length.
+fn check_riff_length(bytes: &[u8]) -> Result<(), ProbeError> {
+    let declared = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize + 8;
+    if bytes.len() < declared {
+        return Err(ProbeError::Truncated(format!(
+            "WebP declares {declared} bytes, the file has {}",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Colour model name and bits per channel of the stored samples.
+fn describe(color: ExtendedColorType) -> (&'static str, u8) {
+    use ExtendedColorType as C;
+    match color {
+        C::A8 => ("alpha", 8),
+        C::L1 => ("gray", 1),
+        C::La1 => ("gray_alpha", 1),
+        C::Rgb1 => ("rgb", 1),
+        C::Rgba1 => ("rgba", 1),
+        C::L2 => ("gray", 2),
+        C::La2 => ("gray_alpha", 2),
+        C::Rgb2 => ("rgb", 2),
+        C::Rgba2 => ("rgba", 2),
+        C::L4 => ("gray", 4),
+        C::La4 => ("gray_alpha", 4),
+        C::Rgb4 => ("rgb", 4),
+        C::Rgba4 => ("rgba", 4),
+        C::L8 => ("gray", 8),
+        C::La8 => ("gray_alpha", 8),
+        C::Rgb8 | C::Bgr8 => ("rgb", 8),
+        C::Rgba8 | C::Bgra8 => ("rgba", 8),
+        C::L16 => ("gray", 16),
+        C::La16 => ("gray_alpha", 16),
+        C::Rgb16 => ("rgb", 16),
+        C::Rgba16 => ("rgba", 16),
+        C::Rgb32F => ("rgb", 32),
+        C::Rgba32F => ("rgba", 32),
+        C::Cmyk8 => ("cmyk", 8),
+        C::Cmyk16 => ("cmyk", 16),
+        other => {
+            let channels = other.channel_count().max(1);
+            let bits = (other.bits_per_pixel() / u16::from(channels)).min(255) as u8;
+            ("other", bits)
+        }
+    }
+}
+
+fn has_alpha(color: ExtendedColorType) -> bool {
+    use ExtendedColorType as C;
+    matches!(
+        color,
+        C::A8
+            | C::La1
+            | C::Rgba1
+            | C::La2
+            | C::Rgba2
+            | C::La4
+            | C::Rgba4
+            | C::La8
+            | C::Rgba8
+            | C::Bgra8
+            | C::La16
+            | C::Rgba16
+            | C::Rgba32F
+    )
+}
+
+#[cfg(test)]
+mod tests;

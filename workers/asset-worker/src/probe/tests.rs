@@ -1,0 +1,226 @@
+//! The probe against files written by real encoders (see [`crate::corpus`]).
+
+use super::*;
+use crate::corpus;
+
+fn limits() -> ProbeLimits {
+    ProbeLimits {
+        max_pixels: 50_000_000,
+        deadline: None,
+    }
+}
+
+fn ok(bytes: &[u8]) -> ImageFacts {
+    probe(bytes, &limits()).unwrap_or_else(|e| panic!("probe failed: {e}"))
+}
+
+#[test]
+fn png_8_and_16_bit() {
+    let facts = ok(&corpus::png_rgb8(64, 48, 1));
+    assert_eq!(facts.format, Format::Png);
+    assert_eq!((facts.width, facts.height), (Some(64), Some(48)));
+    assert_eq!(
+        (facts.color_type.as_deref(), facts.bit_depth),
+        (Some("rgb"), Some(8))
+    );
+    assert_eq!(facts.has_alpha, Some(false));
+    assert_eq!(facts.phash.as_ref().map(String::len), Some(16));
+    assert!(facts.thumbhash.is_some());
+    assert!(!facts.dominant_colors.is_empty());
+    let lum = facts.avg_luminance.unwrap();
+    assert!((0.0..=1.0).contains(&lum));
+
+    let facts = ok(&corpus::png_rgba16(40, 30, 2));
+    assert_eq!(
+        (facts.color_type.as_deref(), facts.bit_depth),
+        (Some("rgba"), Some(16))
+    );
+    assert_eq!(facts.has_alpha, Some(true));
+}
+
+#[test]
+fn jpeg_with_exif() {
+    let bytes = corpus::jpeg_with_exif(80, 60, 4, &corpus::ExifFields::default());
+    let facts = ok(&bytes);
+    assert_eq!(facts.format, Format::Jpeg);
+    assert_eq!((facts.width, facts.height), (Some(80), Some(60)));
+    assert_eq!(
+        (facts.color_type.as_deref(), facts.bit_depth),
+        (Some("rgb"), Some(8))
+    );
+    let exif = facts.exif.expect("EXIF read");
+    assert_eq!(exif.orientation, Some(6));
+    assert_eq!(exif.make.as_deref(), Some("Canon"));
+    assert_eq!(exif.model.as_deref(), Some("Canon EOS R5"));
+    assert_eq!(
+        exif.captured_at.as_deref(),
+        Some("2024-05-01T10:20:30+09:00")
+    );
+    let gps = exif.gps.expect("GPS read");
+    assert!((gps.latitude - 37.5665).abs() < 1e-4, "{gps:?}");
+    assert!((gps.longitude - 126.978).abs() < 1e-4, "{gps:?}");
+    assert_eq!(gps.altitude_m, Some(38.5));
+    assert_eq!(facts.file_size, bytes.len() as u64);
+    assert_eq!(facts.sha256, hash::sha256_hex(&bytes));
+
+    let south_west = corpus::ExifFields {
+        latitude: (-33, 52, 4.0),
+        longitude: (-70, 40, 0.0),
+        altitude_m: -12.0,
+        ..Default::default()
+    };
+    let gps = ok(&corpus::jpeg_with_exif(16, 16, 1, &south_west))
+        .exif
+        .unwrap()
+        .gps
+        .unwrap();
+    assert!(gps.latitude < -33.0 && gps.longitude < -70.0, "{gps:?}");
+    assert_eq!(gps.altitude_m, Some(-12.0));
+    assert_eq!(ok(&corpus::jpeg(16, 16, 1, 80)).exif, None);
+}
+
+#[test]
+fn animated_gif() {
+    let facts = ok(&corpus::gif_animated(24, 16, 4));
+    assert_eq!(facts.format, Format::Gif);
+    assert_eq!((facts.width, facts.height), (Some(24), Some(16)));
+    let animation = facts.animation.unwrap();
+    assert_eq!(animation.frames, 4);
+    assert_eq!(animation.loop_count, Some(0));
+    assert_eq!(animation.duration_ms, 400);
+}
+
+#[test]
+fn webp_tiff_bmp() {
+    for (bytes, format) in [
+        (corpus::webp(33, 21, 1), Format::Webp),
+        (corpus::tiff(33, 21, 1), Format::Tiff),
+        (corpus::bmp(33, 21, 1), Format::Bmp),
+    ] {
+        let facts = ok(&bytes);
+        assert_eq!(facts.format, format);
+        assert_eq!(
+            (facts.width, facts.height),
+            (Some(33), Some(21)),
+            "{format:?}"
+        );
+        assert!(facts.phash.is_some(), "{format:?}");
+    }
+}
+
+#[test]
+fn exr_channels_and_layers() {
+    let facts = ok(&corpus::exr_layers(32, 16));
+    assert_eq!(facts.format, Format::Exr);
+    assert_eq!((facts.width, facts.height), (Some(32), Some(16)));
+    let exr = facts.exr.unwrap();
+    assert_eq!(exr.parts, 1);
+    let names: Vec<&str> = exr.channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, corpus::EXR_CHANNELS);
+    assert_eq!(exr.layers, ["", "diffuse", "normal"]);
+    assert_eq!(exr.channels[0].sample_type, "f32");
+    assert_eq!(exr.channels[5].sample_type, "f16");
+    assert_eq!(facts.bit_depth, Some(32));
+    assert!(facts.avg_luminance.is_some());
+}
+
+#[test]
+fn svg_from_view_box() {
+    let facts = ok(&corpus::svg(300, 150));
+    assert_eq!(facts.format, Format::Svg);
+    assert_eq!((facts.width, facts.height), (Some(300), Some(150)));
+    assert_eq!(facts.phash, None);
+}
+
+#[test]
+fn near_duplicates_share_a_phash() {
+    let a = ok(&corpus::png_rgb8(200, 150, 9)).phash.unwrap();
+    let b = ok(&corpus::jpeg(400, 300, 9, 70)).phash.unwrap();
+    let c = ok(&corpus::png_rgb8(200, 150, 1)).phash.unwrap();
+    let near = hash::phash_distance(&a, &b).unwrap();
+    let far = hash::phash_distance(&a, &c).unwrap();
+    assert!(near <= 10, "resized JPEG copy differs in {near} bits");
+    assert!(far > near, "different picture differs in {far} bits only");
+}
+
+#[test]
+fn bad_files_are_rejected_with_their_reason() {
+    let jpeg = corpus::jpeg(64, 64, 1, 90);
+    let png = corpus::png_rgb8(64, 64, 1);
+    let gif = corpus::gif_animated(8, 8, 2);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "unsupported"),
+        ("text", b"just some text".to_vec(), "unsupported"),
+        (
+            "jpeg cut",
+            corpus::truncated(&jpeg, jpeg.len() / 2),
+            "truncated",
+        ),
+        (
+            "png cut",
+            corpus::truncated(&png, png.len() / 2),
+            "truncated",
+        ),
+        (
+            "gif cut",
+            corpus::truncated(&gif, gif.len() - 3),
+            "truncated",
+        ),
+        (
+            "webp cut",
+            corpus::truncated(&corpus::webp(32, 32, 1), 40),
+            "truncated",
+        ),
+        ("png garbage", corpus::corrupted(&png, 40, 200), "corrupt"),
+        (
+            "exr cut",
+            corpus::truncated(&corpus::exr_layers(16, 16), 30),
+            "truncated",
+        ),
+        ("bomb", corpus::png_claiming(100_000, 100_000), "too_large"),
+        (
+            "svg cut",
+            corpus::truncated(&corpus::svg(10, 10), 60),
+            "truncated",
+        ),
+    ];
+    for (name, bytes, kind) in cases {
+        match probe(&bytes, &limits()) {
+            Ok(facts) => panic!("{name}: accepted as {facts:?}"),
+            Err(e) => assert_eq!(e.kind(), kind, "{name}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn deadline_in_the_past_times_out() {
+    let limits = ProbeLimits {
+        max_pixels: 1 << 30,
+        deadline: Some(Instant::now() - Duration::from_millis(1)),
+    };
+    let err = probe(&corpus::png_rgb8(8, 8, 1), &limits).unwrap_err();
+    assert_eq!(err.kind(), "timeout");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let seeds = [
+        corpus::jpeg(32, 32, 1, 80),
+        corpus::png_rgba16(16, 16, 1),
+        corpus::gif_animated(8, 8, 2),
+        corpus::webp(16, 16, 1),
+        corpus::tiff(16, 16, 1),
+        corpus::bmp(16, 16, 1),
+        corpus::exr_layers(8, 8),
+    ];
+    for seed in &seeds {
+        for step in [7usize, 31, 97] {
+            let mut at = 0;
+            while at < seed.len() {
+                let _ = probe(&corpus::corrupted(seed, at, 9), &limits());
+                let _ = probe(&corpus::truncated(seed, at), &limits());
+                at += step * 3;
+            }
+        }
+    }
+}
