@@ -35,3 +35,42 @@ where
         }
     }
 }
+
+/// Parses the command line of a binary whose subcommand `default` may be left out: `analyzer`
+/// with flags runs the worker as `analyzer run` would. `--help` and `--version` at the top
+/// level behave as usual.
+pub fn parse_with_default_subcommand<P: clap::Parser>(default: &str) -> P {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    parse_from_with_default_subcommand(args, default).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse_with_default_subcommand`] over given arguments (the first is the program name).
+pub fn parse_from_with_default_subcommand<P: clap::Parser>(
+    args: Vec<std::ffi::OsString>,
+    default: &str,
+) -> Result<P, clap::Error> {
+    use clap::error::ErrorKind;
+    match P::try_parse_from(&args) {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => Err(e),
+        Err(first) => {
+            let mut with_default = args.clone();
+            with_default.insert(1.min(with_default.len()), default.into());
+            // If inserting the default does not help either: a flag the top level does not
+            // know belongs to the default subcommand, so its error is the useful one; any
+            // other first error (an unknown subcommand) describes what the user typed.
+            P::try_parse_from(with_default).map_err(|second| {
+                if matches!(
+                    first.kind(),
+                    ErrorKind::MissingSubcommand
+                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                        | ErrorKind::UnknownArgument
+                ) {
+                    second
+                } else {
+                    first
+                }
+            })
+        }
+    }
+}

@@ -9,20 +9,20 @@ use shared::shutdown::Shutdown;
 
 /// Consumes new and changed saju_profiles rows from the CDC topic, computes the four pillars
 /// and the analysis, and writes them back in batched upserts. Without a subcommand it runs
-/// the worker.
+/// the worker (`analyzer run`; see `analyzer run --help` for its flags).
 #[derive(Parser, Debug)]
-#[command(version, subcommand_negates_reqs = true)]
+#[command(version, subcommand_required = true)]
 struct Cli {
     #[command(flatten)]
     telemetry: TelemetryArgs,
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: Option<analyzer::Config>,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the worker (the default when no subcommand is given).
+    Run(analyzer::Config),
     /// Compute charts on the command line: one with --birth and --gender, or a stream of
     /// JSON lines with --jsonl (one result line per input line, in order).
     Chart(saju::cli::ChartArgs),
@@ -31,16 +31,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Chart(args)) = &cli.command {
+    let cli: Cli = shared::process::parse_with_default_subcommand("run");
+    if let Command::Chart(args) = &cli.command {
         return chart(args);
     }
     shared::process::run_main("analyzer", &cli.telemetry, async move {
-        match (cli.command, cli.run) {
-            (Some(Command::Admin(admin)), _) => admin.run("analyzer").await,
-            (Some(Command::Chart(_)), _) => unreachable!("handled before the runtime starts"),
-            (None, Some(config)) => analyzer::run(config, Shutdown::install()?).await,
-            (None, None) => anyhow::bail!("nothing to do; see --help"),
+        match cli.command {
+            Command::Run(config) => analyzer::run(config, Shutdown::install()?).await,
+            Command::Admin(admin) => admin.run("analyzer").await,
+            Command::Chart(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

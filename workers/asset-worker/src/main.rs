@@ -9,31 +9,31 @@ use shared::shutdown::Shutdown;
 
 /// Consumes new and changed image_assets rows from the CDC topic, reads each image under the
 /// assets root and merges what the file really is into its metadata, in batched upserts.
-/// Without a subcommand it runs the worker.
+/// Without a subcommand it runs the worker (`asset-worker run`; see `asset-worker run --help`
+/// for its flags).
 #[derive(Parser, Debug)]
-#[command(version, subcommand_negates_reqs = true)]
+#[command(version, subcommand_required = true)]
 struct Cli {
     #[command(flatten)]
     telemetry: TelemetryArgs,
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: Option<asset_worker::Config>,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the worker (the default when no subcommand is given).
+    Run(asset_worker::Config),
     #[command(flatten)]
     Admin(AdminCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = shared::process::parse_with_default_subcommand("run");
     shared::process::run_main("asset-worker", &cli.telemetry, async move {
-        match (cli.command, cli.run) {
-            (Some(Command::Admin(admin)), _) => admin.run("asset-worker").await,
-            (None, Some(config)) => asset_worker::run(config, Shutdown::install()?).await,
-            (None, None) => anyhow::bail!("nothing to do; see --help"),
+        match cli.command {
+            Command::Run(config) => asset_worker::run(config, Shutdown::install()?).await,
+            Command::Admin(admin) => admin.run("asset-worker").await,
         }
     })
 }
