@@ -32,12 +32,13 @@
 //! Indexable paths: `analysis_result->'scores'->>'wood'` (numeric, 0–100) and
 //! `analysis_result @> '{"groups":[102]}'` (GIN, `jsonb_path_ops`).
 
-use crate::analysis::{Analysis, TenGod};
-use crate::interactions::PILLAR_NAMES;
-use crate::luck::LUCK_PILLARS;
 use std::sync::OnceLock;
 
-use crate::tables::{Element, GANJI, GANJI_60, HIDDEN_STEMS, INTERACTION_GROUPS};
+use crate::analysis::{Analysis, TenGod, WEIGHT_UNITS};
+use crate::interactions::PILLAR_NAMES;
+use crate::luck::{Direction, LUCK_PILLARS};
+use crate::pillars::Gender;
+use crate::tables::{GANJI, GANJI_60, HIDDEN_STEMS, INTERACTION_GROUPS};
 
 /// Version of the document shape; bump on any incompatible change.
 pub const VERSION: u32 = 1;
@@ -120,36 +121,67 @@ pub fn write_error(out: &mut Vec<u8>, message: &str) {
     out.push(b'}');
 }
 
-fn element_object(out: &mut Vec<u8>, mut value: impl FnMut(&mut Vec<u8>, Element)) {
-    out.push(b'{');
-    for (i, e) in Element::ALL.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        raw(out, e.key());
-        raw(out, "\":");
-        value(out, e);
-    }
-    out.push(b'}');
+/// A piece of JSON padded to a fixed size: copying it is one fixed-length copy (a few
+/// vector moves, no call) followed by a truncation to its real length. The buffer has
+/// room reserved up front, so the padding never causes a reallocation by itself.
+#[derive(Clone, Copy)]
+struct Frag<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
 }
 
-/// Pieces of the document that depend on one or two codes only, built once and then
-/// copied whole (a few large copies are much faster than many small writes).
+impl<const N: usize> Frag<N> {
+    fn new(text: &[u8]) -> Self {
+        assert!(
+            text.len() <= N && N < 256,
+            "fragment of {} bytes",
+            text.len()
+        );
+        let mut bytes = [b' '; N];
+        bytes[..text.len()].copy_from_slice(text);
+        Frag {
+            bytes,
+            len: text.len() as u8,
+        }
+    }
+
+    fn build(f: impl FnOnce(&mut Vec<u8>)) -> Self {
+        let mut text = Vec::with_capacity(N);
+        f(&mut text);
+        Self::new(&text)
+    }
+
+    #[inline(always)]
+    fn put(&self, out: &mut Vec<u8>) {
+        let end = out.len() + usize::from(self.len);
+        out.extend_from_slice(&self.bytes);
+        out.truncate(end);
+    }
+}
+
+/// Pieces of the document that depend on one or two values only, built once.
 struct Fragments {
+    /// `s,b` (the two codes) per cycle position.
+    code_pair: Vec<Frag<8>>,
+    /// `"갑자"` (quoted) per cycle position.
+    ganji: Vec<Frag<8>>,
     /// `[{"code":…,"name":…,"days":…,"ten_god":…},…]` per (branch index × 10 + day stem).
-    hidden: Vec<Vec<u8>>,
-    /// `{"age":` is written per chart; this is `,"codes":[s,b],"ganji":"…"}` per cycle
-    /// position.
-    luck_tail: Vec<Vec<u8>>,
+    hidden: Vec<Frag<192>>,
+    /// `,"month_stem":"편재"` (no comma for the first) per (position × 220 + day stem × 22
+    /// + code of the stem or, for a branch, of its main hidden stem).
+    ten_god: Vec<Frag<32>>,
+    /// A score (`12.5`) per weight in units (0..=270).
+    score: Vec<Frag<8>>,
+    /// `{"age":N` per age (0..=255).
+    age: Vec<Frag<16>>,
+    /// `,"codes":[s,b],"ganji":"…"}` per cycle position (a luck pillar's tail).
+    luck_tail: Vec<Frag<48>>,
     /// `{"group":…,"category":"…","name":"…","positions":[` per group, in table order.
-    group_head: Vec<Vec<u8>>,
+    group_head: Vec<Frag<128>>,
     /// `"year","day"…` per 4-bit position mask.
-    positions: Vec<Vec<u8>>,
+    positions: Vec<Frag<32>>,
     /// `{"code":…,"name":"…","element":"…","yin_yang":"…"}` per stem.
-    day_master: Vec<Vec<u8>>,
-    /// `"편재"` (quoted) per (day stem × 10 + other stem).
-    ten_god: Vec<Vec<u8>>,
+    day_master: Vec<Frag<80>>,
 }
 
 impl Fragments {
@@ -159,97 +191,156 @@ impl Fragments {
     }
 
     fn build() -> Fragments {
+        let code_pair = (0..60u8)
+            .map(|pos| {
+                Frag::build(|out| {
+                    int(out, pos % 10);
+                    out.push(b',');
+                    int(out, 10 + pos % 12);
+                })
+            })
+            .collect();
+        let ganji = GANJI_60
+            .iter()
+            .map(|name| Frag::new(format!("\"{name}\"").as_bytes()))
+            .collect();
         let mut hidden = Vec::with_capacity(120);
         for branch in &HIDDEN_STEMS {
             for day_stem in 0..10u8 {
-                let mut out = vec![b'['];
-                for (j, (stem, days)) in branch.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
+                hidden.push(Frag::build(|out| {
+                    out.push(b'[');
+                    for (j, (stem, days)) in branch.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        raw(out, "{\"code\":");
+                        int(out, stem);
+                        raw(out, ",\"name\":\"");
+                        raw(out, GANJI[stem as usize].name_ko);
+                        raw(out, "\",\"days\":");
+                        int(out, days);
+                        raw(out, ",\"ten_god\":\"");
+                        raw(out, TenGod::of(day_stem, stem).name_ko());
+                        raw(out, "\"}");
                     }
-                    raw(&mut out, "{\"code\":");
-                    int(&mut out, stem);
-                    raw(&mut out, ",\"name\":\"");
-                    raw(&mut out, GANJI[stem as usize].name_ko);
-                    raw(&mut out, "\",\"days\":");
-                    int(&mut out, days);
-                    raw(&mut out, ",\"ten_god\":\"");
-                    raw(&mut out, TenGod::of(day_stem, stem).name_ko());
-                    raw(&mut out, "\"}");
-                }
-                out.push(b']');
-                hidden.push(out);
+                    out.push(b']');
+                }));
             }
         }
+        let mut ten_god = Vec::with_capacity(8 * 220);
+        for (position, key) in TEN_GOD_KEYS.iter().enumerate() {
+            for day_stem in 0..10u8 {
+                for code in 0..22u8 {
+                    ten_god.push(Frag::build(|out| {
+                        if position > 0 {
+                            out.push(b',');
+                        }
+                        out.push(b'"');
+                        raw(out, key);
+                        raw(out, "\":\"");
+                        raw(
+                            out,
+                            if position == 4 {
+                                "일간"
+                            } else if code < 10 {
+                                TenGod::of(day_stem, code).name_ko()
+                            } else {
+                                ""
+                            },
+                        );
+                        out.push(b'"');
+                    }));
+                }
+            }
+        }
+        let score = (0..=WEIGHT_UNITS)
+            .map(|units| {
+                Frag::build(|out| {
+                    centi(
+                        out,
+                        i64::from((units * 10_000 + WEIGHT_UNITS / 2) / WEIGHT_UNITS),
+                    )
+                })
+            })
+            .collect();
+        let age = (0..=255u16)
+            .map(|a| {
+                Frag::build(|out| {
+                    raw(out, "{\"age\":");
+                    int(out, a);
+                })
+            })
+            .collect();
         let luck_tail = (0..60u8)
             .map(|pos| {
-                let mut out = Vec::new();
-                raw(&mut out, ",\"codes\":[");
-                int(&mut out, pos % 10);
-                out.push(b',');
-                int(&mut out, 10 + pos % 12);
-                raw(&mut out, "],\"ganji\":\"");
-                raw(&mut out, GANJI_60[pos as usize]);
-                raw(&mut out, "\"}");
-                out
+                Frag::build(|out| {
+                    raw(out, ",\"codes\":[");
+                    int(out, pos % 10);
+                    out.push(b',');
+                    int(out, 10 + pos % 12);
+                    raw(out, "],\"ganji\":\"");
+                    raw(out, GANJI_60[pos as usize]);
+                    raw(out, "\"}");
+                })
             })
             .collect();
         let group_head = INTERACTION_GROUPS
             .iter()
             .map(|g| {
-                let mut out = Vec::new();
-                raw(&mut out, "{\"group\":");
-                int(&mut out, g.id);
-                raw(&mut out, ",\"category\":\"");
-                raw(&mut out, g.category.name_ko());
-                raw(&mut out, "\",\"name\":\"");
-                raw(&mut out, g.description);
-                raw(&mut out, "\",\"positions\":[");
-                out
+                Frag::build(|out| {
+                    raw(out, "{\"group\":");
+                    int(out, g.id);
+                    raw(out, ",\"category\":\"");
+                    raw(out, g.category.name_ko());
+                    raw(out, "\",\"name\":\"");
+                    raw(out, g.description);
+                    raw(out, "\",\"positions\":[");
+                })
             })
             .collect();
         let positions = (0..16u8)
             .map(|mask| {
-                let mut out = Vec::new();
-                for (i, name) in PILLAR_NAMES.iter().enumerate() {
-                    if mask >> i & 1 == 1 {
-                        if !out.is_empty() {
-                            out.push(b',');
+                Frag::build(|out| {
+                    for (i, name) in PILLAR_NAMES.iter().enumerate() {
+                        if mask >> i & 1 == 1 {
+                            if !out.is_empty() {
+                                out.push(b',');
+                            }
+                            out.push(b'"');
+                            raw(out, name);
+                            out.push(b'"');
                         }
-                        out.push(b'"');
-                        raw(&mut out, name);
-                        out.push(b'"');
                     }
-                }
-                out
+                })
             })
             .collect();
         let day_master = GANJI[..10]
             .iter()
             .map(|dm| {
-                let mut out = Vec::new();
-                raw(&mut out, "{\"code\":");
-                int(&mut out, dm.code);
-                raw(&mut out, ",\"name\":\"");
-                raw(&mut out, dm.name_ko);
-                raw(&mut out, "\",\"element\":\"");
-                raw(&mut out, dm.element.key());
-                raw(&mut out, "\",\"yin_yang\":\"");
-                raw(&mut out, dm.yin_yang.key());
-                raw(&mut out, "\"}");
-                out
+                Frag::build(|out| {
+                    raw(out, "{\"code\":");
+                    int(out, dm.code);
+                    raw(out, ",\"name\":\"");
+                    raw(out, dm.name_ko);
+                    raw(out, "\",\"element\":\"");
+                    raw(out, dm.element.key());
+                    raw(out, "\",\"yin_yang\":\"");
+                    raw(out, dm.yin_yang.key());
+                    raw(out, "\"}");
+                })
             })
             .collect();
-        let ten_god = (0..100u8)
-            .map(|i| format!("\"{}\"", TenGod::of(i / 10, i % 10).name_ko()).into_bytes())
-            .collect();
         Fragments {
+            code_pair,
+            ganji,
             hidden,
+            ten_god,
+            score,
+            age,
             luck_tail,
             group_head,
             positions,
             day_master,
-            ten_god,
         }
     }
 }
@@ -257,25 +348,25 @@ impl Fragments {
 /// Appends the `analysis_result` document of `a` to `out` (no trailing newline).
 pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     let f = Fragments::get();
-    out.reserve(3072);
+    // Enough for any document plus fragment padding: no reallocation mid-way.
+    out.reserve(4096);
     let p = &a.pillars;
     let codes = p.codes;
+    let cycle = p.cycle_positions();
     raw(out, "{\"version\":1,\"codes\":[");
-    for (i, &c) in codes.iter().enumerate() {
+    for (i, &pos) in cycle.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        int(out, c);
+        f.code_pair[usize::from(pos)].put(out);
     }
-    raw(out, "],\"ganji\":[\"");
-    let ganji = p.ganji();
-    raw(out, ganji[0]);
-    raw(out, "\",\"");
-    raw(out, ganji[1]);
-    raw(out, "\",\"");
-    raw(out, ganji[2]);
-    raw(out, "\",\"");
-    raw(out, ganji[3]);
+    raw(out, "],\"ganji\":[");
+    for (i, &pos) in cycle.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        f.ganji[usize::from(pos)].put(out);
+    }
     let c = &p.civil;
     let mut date = [0u8; 10];
     date[..4].copy_from_slice(&[
@@ -288,7 +379,7 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     date[5..7].copy_from_slice(&[b'0' + c.month / 10, b'0' + c.month % 10]);
     date[7] = b'-';
     date[8..].copy_from_slice(&[b'0' + c.day / 10, b'0' + c.day % 10]);
-    raw(out, "\"],\"solar_date\":\"");
+    raw(out, "],\"solar_date\":\"");
     out.extend_from_slice(&date);
     raw(out, "\",\"civil_time\":\"");
     out.extend_from_slice(&date);
@@ -307,9 +398,13 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     int(out, p.utc_offset);
     raw(out, ",\"saju_year\":");
     int(out, p.saju_year);
-    raw(out, ",\"gender\":\"");
-    raw(out, a.gender.as_str());
-    out.push(b'"');
+    raw(
+        out,
+        match a.gender {
+            Gender::Male => ",\"gender\":\"M\"",
+            Gender::Female => ",\"gender\":\"F\"",
+        },
+    );
     if let Some(l) = a.lunar {
         raw(out, ",\"lunar\":{\"year\":");
         int(out, l.year);
@@ -327,58 +422,61 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         );
     }
 
-    raw(out, ",\"day_master\":");
-    out.extend_from_slice(&f.day_master[a.day_master() as usize]);
-    raw(out, ",\"scores\":");
-    element_object(out, |out, e| centi(out, i64::from(a.score_centi(e))));
-    raw(out, ",\"element_counts\":");
-    element_object(out, |out, e| int(out, a.element_counts[e as usize]));
-    raw(out, ",\"yin_yang\":{\"yang\":");
-    int(out, a.yang);
-    raw(out, ",\"yin\":");
-    int(out, a.yin);
-
     let day_stem = a.day_master();
+    raw(out, ",\"day_master\":");
+    f.day_master[usize::from(day_stem)].put(out);
+    raw(out, ",\"scores\":{\"wood\":");
+    f.score[usize::from(a.element_units[0])].put(out);
+    raw(out, ",\"fire\":");
+    f.score[usize::from(a.element_units[1])].put(out);
+    raw(out, ",\"earth\":");
+    f.score[usize::from(a.element_units[2])].put(out);
+    raw(out, ",\"metal\":");
+    f.score[usize::from(a.element_units[3])].put(out);
+    raw(out, ",\"water\":");
+    f.score[usize::from(a.element_units[4])].put(out);
+    let n = a.element_counts;
+    raw(out, "},\"element_counts\":{\"wood\":");
+    out.push(b'0' + n[0]);
+    raw(out, ",\"fire\":");
+    out.push(b'0' + n[1]);
+    raw(out, ",\"earth\":");
+    out.push(b'0' + n[2]);
+    raw(out, ",\"metal\":");
+    out.push(b'0' + n[3]);
+    raw(out, ",\"water\":");
+    out.push(b'0' + n[4]);
+    raw(out, "},\"yin_yang\":{\"yang\":");
+    out.push(b'0' + a.yang);
+    raw(out, ",\"yin\":");
+    out.push(b'0' + a.yin);
+
     raw(out, "},\"ten_gods\":{");
-    for (i, key) in TEN_GOD_KEYS.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        raw(out, key);
-        raw(out, "\":");
-        match a.ten_gods[i] {
-            None => raw(out, "\"일간\""),
-            Some(_) => {
-                let stem = if codes[i] < 10 {
-                    codes[i]
-                } else {
-                    HIDDEN_STEMS[codes[i] as usize - 10].main()
-                };
-                out.extend_from_slice(&f.ten_god[day_stem as usize * 10 + stem as usize]);
-            }
-        }
+    for (i, &code) in codes.iter().enumerate() {
+        let stem = if code < 10 {
+            code
+        } else {
+            HIDDEN_STEMS[usize::from(code) - 10].main()
+        };
+        f.ten_god[i * 220 + usize::from(day_stem) * 22 + usize::from(stem)].put(out);
     }
 
-    raw(out, "},\"hidden_stems\":{");
-    for (pillar, name) in PILLAR_NAMES.iter().enumerate() {
-        if pillar > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        raw(out, name);
-        raw(out, "\":");
-        let branch = codes[2 * pillar + 1] as usize - 10;
-        out.extend_from_slice(&f.hidden[branch * 10 + day_stem as usize]);
-    }
+    raw(out, "},\"hidden_stems\":{\"year\":");
+    f.hidden[usize::from(codes[1] - 10) * 10 + usize::from(day_stem)].put(out);
+    raw(out, ",\"month\":");
+    f.hidden[usize::from(codes[3] - 10) * 10 + usize::from(day_stem)].put(out);
+    raw(out, ",\"day\":");
+    f.hidden[usize::from(codes[5] - 10) * 10 + usize::from(day_stem)].put(out);
+    raw(out, ",\"hour\":");
+    f.hidden[usize::from(codes[7] - 10) * 10 + usize::from(day_stem)].put(out);
 
     raw(out, "},\"interactions\":[");
     for (i, (index, positions, complete, contested)) in a.interactions.raw().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&f.group_head[index]);
-        out.extend_from_slice(&f.positions[usize::from(positions & 15)]);
+        f.group_head[index].put(out);
+        f.positions[usize::from(positions & 15)].put(out);
         raw(
             out,
             match (complete, contested) {
@@ -398,9 +496,13 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     }
 
     let luck = &a.luck;
-    raw(out, "],\"luck\":{\"direction\":\"");
-    raw(out, luck.direction.as_str());
-    raw(out, "\",\"start_age\":");
+    raw(
+        out,
+        match luck.direction {
+            Direction::Forward => "],\"luck\":{\"direction\":\"forward\",\"start_age\":",
+            Direction::Backward => "],\"luck\":{\"direction\":\"backward\",\"start_age\":",
+        },
+    );
     int(out, luck.start_age);
     raw(out, ",\"start_years\":");
     centi(out, luck.start_years_centi());
@@ -409,9 +511,8 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        raw(out, "{\"age\":");
-        int(out, luck.age_of(i));
-        out.extend_from_slice(&f.luck_tail[luck.pillars[i] as usize]);
+        f.age[usize::from(luck.age_of(i).min(255))].put(out);
+        f.luck_tail[usize::from(luck.pillars[i])].put(out);
     }
 
     let o = &a.options;

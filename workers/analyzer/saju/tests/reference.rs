@@ -419,7 +419,8 @@ fn documents_agree_with_the_analysis_for_random_charts() {
             assert_eq!(positions, it.position_names().collect::<Vec<_>>());
         }
         let luck = doc["luck"]["pillars"].as_array().unwrap();
-        for (entry, &pos) in luck.iter().zip(a.luck.pillars.iter()) {
+        for (i, (entry, &pos)) in luck.iter().zip(a.luck.pillars.iter()).enumerate() {
+            assert_eq!(entry["age"], a.luck.age_of(i));
             assert_eq!(entry["ganji"], saju::tables::GANJI_60[pos as usize]);
             assert_eq!(entry["codes"][0], u64::from(pos % 10));
         }
