@@ -468,6 +468,42 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_give_one_line_each() {
+        let samples: [&[u8]; 12] = [
+            b"{}",
+            b"[]",
+            b"\xff\xfe",
+            b"{\"birth\": 5, \"gender\": \"M\"}",
+            b"{\"birth\": \"9999-12-31T23:59:59+14:00\", \"gender\": \"M\"}",
+            b"{\"birth\": \"0000-01-01T00:00:00-23:59\", \"gender\": \"F\"}",
+            b"{\"lunar\": {\"year\": 99999999999, \"month\": 1, \"day\": 1}, \"time\": \"00:00\", \"gender\": \"M\"}",
+            b"{\"lunar\": {\"year\": 2020, \"month\": -1, \"day\": 1}, \"time\": \"00:00\", \"gender\": \"M\"}",
+            b"{\"lunar\": {\"year\": 2020, \"month\": 1, \"day\": 1}, \"time\": \"25:00\", \"gender\": \"M\"}",
+            b"{\"date\": \"2020-02-30\", \"time\": \"10:00\", \"gender\": \"M\"}",
+            b"{\"date\": \"2020-02-01\", \"time\": \"10:00\", \"gender\": \"X\"}",
+            b"{\"birth\": \"2020-02-01T10:00:00Z\", \"lunar\": {\"year\": 2020, \"month\": 1, \"day\": 1}, \"gender\": \"M\"}",
+        ];
+        let mut input = Vec::new();
+        for s in samples {
+            input.extend_from_slice(s);
+            input.push(b'\n');
+        }
+        let mut out = Vec::new();
+        let summary = run_chart(&args(&["--jsonl"]), input.as_slice(), &mut out).unwrap();
+        assert_eq!(
+            summary,
+            ChartSummary {
+                charts: 0,
+                errors: 12
+            }
+        );
+        for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let doc: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert!(doc["error"].is_string(), "{doc}");
+        }
+    }
+
+    #[test]
     fn lines_split_across_reads() {
         let line = "{\"birth\": \"2000-01-07T12:00:00+09:00\", \"gender\": \"M\"}\n";
         let input = line.repeat(500);
