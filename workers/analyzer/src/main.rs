@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 /// `analyzer chart`: synchronous, stdin to stdout, no runtime and no logging to interleave.
 fn chart(args: &saju::cli::ChartArgs) -> ExitCode {
     let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match saju::cli::run_chart(args, stdin, stdout) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

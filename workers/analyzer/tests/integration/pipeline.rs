@@ -1,0 +1,407 @@
+//! The whole pipeline for profiles: application INSERT/UPDATE → PostgreSQL → cdc-reader →
+//! broker → analyzer → PostgreSQL, with the real reader, crashes and a second instance.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use shared::shutdown::Shutdown;
+use shared::testkit::{unique_name, wait_for, TestDatabase, TestEnv};
+use shared::topics::pipeline_topics;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// A database, topics and a running CDC reader, private to one test.
+pub struct Stack {
+    pub env: TestEnv,
+    pub db: TestDatabase,
+    pub prefix: String,
+    reader_shutdown: Shutdown,
+    reader: JoinHandle<Result<(), cdc_reader::Error>>,
+}
+
+impl Stack {
+    pub async fn start(label: &str) -> Self {
+        let env = TestEnv::get();
+        let db = env.database(label).await;
+        let prefix = unique_name("t");
+        shared::kafka::ensure_topics(&env.kafka(&prefix), &pipeline_topics(&prefix, 3))
+            .await
+            .unwrap();
+        let cli = cdc_reader::Cli::try_parse_from([
+            "cdc-reader",
+            "--database-url",
+            &db.url,
+            "--kafka-brokers",
+            &env.kafka_brokers,
+            "--topic-prefix",
+            &prefix,
+            "--slot",
+            &unique_name("slot"),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--status-interval",
+            "1s",
+        ])
+        .expect("valid reader flags");
+        let reader_shutdown = Shutdown::new();
+        let reader = tokio::spawn(cdc_reader::run(cli.config, reader_shutdown.clone()));
+        Self {
+            env,
+            db,
+            prefix,
+            reader_shutdown,
+            reader,
+        }
+    }
+
+    /// Flags of an analyzer for this stack.
+    pub fn analyzer_args(&self, group: &str) -> Vec<String> {
+        let consumer = self.env.consumer();
+        [
+            "--database-url",
+            &self.db.url,
+            "--kafka-brokers",
+            &self.env.kafka_brokers,
+            "--topic-prefix",
+            &self.prefix,
+            "--group-id",
+            group,
+            "--max-poll-interval",
+            &format!("{}ms", consumer.max_poll_interval.as_millis()),
+            "--session-timeout",
+            &format!("{}ms", consumer.session_timeout.as_millis()),
+            "--flush-interval",
+            "20ms",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// An analyzer in this process.
+    pub fn analyzer_task(&self, shutdown: &Shutdown) -> JoinHandle<anyhow::Result<()>> {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: analyzer::Config,
+        }
+        let mut args = vec!["analyzer".to_owned()];
+        args.extend(self.analyzer_args(&unique_name("analyzer")));
+        args.extend(["--metrics-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+        let config = Cli::try_parse_from(args)
+            .expect("valid analyzer flags")
+            .config;
+        tokio::spawn(analyzer::run(config, shutdown.clone()))
+    }
+
+    /// An analyzer as its own process (so it can be killed with SIGKILL).
+    pub fn analyzer_process(&self, group: &str, metrics_port: u16) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_analyzer"))
+            .arg("run")
+            .args(self.analyzer_args(group))
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--log-format",
+                "json",
+            ])
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the analyzer binary")
+    }
+
+    /// Inserts profiles in one statement; returns their ids in order.
+    pub async fn insert(&self, births: &[(i64, &str)]) -> Vec<Uuid> {
+        let seconds: Vec<f64> = births.iter().map(|b| b.0 as f64).collect();
+        let genders: Vec<String> = births.iter().map(|b| b.1.to_owned()).collect();
+        sqlx::query_scalar(
+            "INSERT INTO saju_profiles (name, gender, birth_date) \
+             SELECT 'p' || ord, g, to_timestamp(s) FROM UNNEST($1::float8[], $2::text[]) WITH ORDINALITY AS u(s, g, ord) \
+             ORDER BY ord RETURNING id",
+        )
+        .bind(&seconds)
+        .bind(&genders)
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until no profile is pending.
+    pub async fn wait_all_analyzed(&self, timeout: Duration) {
+        let pool = self.db.pool.clone();
+        wait_for("every profile to be analyzed", timeout, || {
+            let pool = pool.clone();
+            async move {
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM saju_profiles WHERE analysis_status = 'pending'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (pending == 0).then_some(())
+            }
+        })
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.reader_shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.reader).await;
+        self.db.drop_database().await;
+    }
+}
+
+/// Deterministic pseudo-random instants 1900–2100 and genders.
+pub fn births(seed: u64, n: usize) -> Vec<(i64, &'static str)> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = (seed * 1_000_003 + i)
+                .wrapping_add(0x9E37_79B9_7F4A_7C15)
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let start = -2_208_988_800i64 + 86_400;
+            let span = 4_133_894_400i64 - start;
+            (
+                start + (z % span as u64) as i64,
+                if z & 1 == 0 { "M" } else { "F" },
+            )
+        })
+        .collect()
+}
+
+/// What `analyzer chart --jsonl` says for each row's inputs, compared with what the pipeline
+/// stored. Returns the number of rows compared.
+pub async fn assert_rows_match_chart_command(db: &TestDatabase) -> usize {
+    let rows: Vec<(Uuid, String, String, Value)> = sqlx::query_as(
+        "SELECT id, to_char(birth_date AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), gender::text, analysis_result \
+         FROM saju_profiles WHERE analysis_status = 'done' ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyzer"))
+        .args(["chart", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn analyzer chart");
+    let mut stdin = child.stdin.take().unwrap();
+    let input: String = rows
+        .iter()
+        .map(|(_, birth, gender, _)| format!("{{\"birth\":\"{birth}\",\"gender\":\"{gender}\"}}\n"))
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let lines: Vec<&str> = std::str::from_utf8(&output.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(lines.len(), rows.len(), "one chart line per input line");
+    for ((id, birth, gender, stored), line) in rows.iter().zip(lines) {
+        let expected: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            stored, &expected,
+            "profile {id} ({birth}, {gender}) differs from `analyzer chart`"
+        );
+    }
+    rows.len()
+}
+
+/// `updated_at` of every row.
+async fn stamps(db: &TestDatabase) -> HashMap<Uuid, chrono::DateTime<chrono::Utc>> {
+    sqlx::query_as::<_, (Uuid, chrono::DateTime<chrono::Utc>)>(
+        "SELECT id, updated_at FROM saju_profiles",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test]
+async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle() {
+    let stack = Stack::start("e2e").await;
+    let shutdown = Shutdown::new();
+    let analyzer = stack.analyzer_task(&shutdown);
+
+    let ids = stack.insert(&births(1, 10_000)).await;
+    stack.wait_all_analyzed(Duration::from_secs(180)).await;
+    assert_eq!(assert_rows_match_chart_command(&stack.db).await, 10_000);
+
+    // 100 birth dates edited → recomputed.
+    let edited: Vec<Uuid> = ids.iter().step_by(100).copied().collect();
+    sqlx::query("UPDATE saju_profiles SET birth_date = birth_date + interval '7 days 5 hours' WHERE id = ANY($1)")
+        .bind(&edited)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    let pool = stack.db.pool.clone();
+    wait_for("the 100 edits to be analyzed again", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        let edited = edited.clone();
+        async move {
+            let stale: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM saju_profiles WHERE id = ANY($1) AND analyzed_at < updated_at - interval '1 ms'",
+            )
+            .bind(&edited)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (stale == 0).then_some(())
+        }
+    })
+    .await;
+    // Fingerprints match the new inputs, and results match the chart command again.
+    assert_eq!(assert_rows_match_chart_command(&stack.db).await, 10_000);
+
+    // Idle: no row keeps changing (the analyzer's own write-backs trigger nothing).
+    let before = stamps(&stack.db).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        stamps(&stack.db).await,
+        before,
+        "rows kept changing after the pipeline went idle"
+    );
+
+    shutdown.trigger();
+    analyzer.await.unwrap().unwrap();
+    stack.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn kill_nine_mid_batch_loses_nothing_and_two_instances_share_the_work() {
+    let stack = Stack::start("crash").await;
+    let group = unique_name("analyzers");
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = stack.analyzer_process(&group, port_a);
+    stack.insert(&births(2, 3_000)).await;
+    // Kill -9 once it is mid-way.
+    let pool = stack.db.pool.clone();
+    wait_for("the first results", Duration::from_secs(90), || {
+        let pool = pool.clone();
+        async move {
+            let done: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM saju_profiles WHERE analysis_status <> 'pending'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (done > 0).then_some(())
+        }
+    })
+    .await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // Two members in the group now; more input while both run, then one dies.
+    let mut a = stack.analyzer_process(&group, port_a);
+    let mut b = stack.analyzer_process(&group, port_b);
+    stack.insert(&births(3, 3_000)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+    let written_a = metric(port_a, "analyzer_analyses_written_total")
+        .await
+        .unwrap_or(0.0);
+    let written_b = metric(port_b, "analyzer_analyses_written_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        written_a > 0.0 && written_b > 0.0,
+        "both members should have written: {written_a} / {written_b}"
+    );
+
+    b.kill().unwrap();
+    b.wait().unwrap();
+    stack.insert(&births(4, 2_000)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // Every row analyzed, each exactly as the chart command computes it.
+    assert_eq!(assert_rows_match_chart_command(&stack.db).await, 8_000);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_profile_with_a_bad_date_ends_in_the_dlq_and_the_row_says_why() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let stack = Stack::start("baddate").await;
+    let shutdown = Shutdown::new();
+    let analyzer = stack.analyzer_task(&shutdown);
+    let ok = stack.insert(&[(0, "M")]).await[0];
+    let bad = stack.insert(&[(-4_102_444_800, "F")]).await[0]; // 1840-01-01
+    stack.wait_all_analyzed(Duration::from_secs(90)).await;
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT analysis_status, analysis_error FROM saju_profiles WHERE id = $1")
+            .bind(bad)
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "error");
+    assert!(error.unwrap().contains("outside the supported range"));
+    let status: String =
+        sqlx::query_scalar("SELECT analysis_status FROM saju_profiles WHERE id = $1")
+            .bind(ok)
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "done");
+
+    let kafka = stack.env.kafka(&stack.prefix);
+    let consumer: StreamConsumer =
+        shared::kafka::consumer_config(&kafka, &stack.env.consumer(), &unique_name("dlq"), "test")
+            .create()
+            .unwrap();
+    consumer
+        .subscribe(&[&format!(
+            "{}.dlq",
+            kafka.cdc_topic("public", "saju_profiles")
+        )])
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("a dead letter")
+        .unwrap();
+    let letter: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+    assert_eq!(letter["error_kind"], "out_of_range");
+    assert_eq!(letter["original"]["id"], bad.to_string());
+    assert!(letter["reason"].as_str().unwrap().contains("1840"));
+
+    shutdown.trigger();
+    analyzer.await.unwrap().unwrap();
+    stack.stop().await;
+}
