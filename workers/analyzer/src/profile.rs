@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use shared::envelope::{ChangeEvent, Op};
 use uuid::Uuid;
 
-use saju::{Birth, CivilDateTime, Gender, Instant, LunarDate, Options};
+use saju::{Birth, Gender, Instant, Options};
 
 /// What a profile's analysis depends on, as the row holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,24 +192,12 @@ pub fn birth_of(inputs: &Inputs, options: &Options) -> Result<(Birth, Gender), I
         Some(other) => return Err(InvalidInput::Gender(format!("`{other}`"))),
         None => return Err(InvalidInput::Gender("NULL".to_owned())),
     };
-    let seconds = inputs.birth_date.timestamp();
-    let birth = if inputs.is_solar {
-        Birth::Instant(Instant(seconds))
-    } else {
-        let offset = i64::from(options.zone.offset_at(seconds));
-        let civil = CivilDateTime::from_clock_seconds(seconds + offset);
-        Birth::Lunar {
-            date: LunarDate {
-                year: civil.year,
-                month: civil.month,
-                day: civil.day,
-                leap: inputs.is_leap_month,
-            },
-            time_of_day: u32::from(civil.hour) * 3600
-                + u32::from(civil.minute) * 60
-                + u32::from(civil.second),
-        }
-    };
+    let birth = Birth::from_profile(
+        Instant(inputs.birth_date.timestamp()),
+        inputs.is_solar,
+        inputs.is_leap_month,
+        options.zone,
+    );
     Ok((birth, gender))
 }
 
