@@ -399,7 +399,7 @@ mod tests {
         assert!(decide(&event("c", bad), &fp)
             .unwrap_err()
             .to_string()
-            .contains("birth_date: missing"));
+            .contains("`birth_date`: missing"));
         let mut bad = row();
         bad["birth_date"] = json!("yesterday");
         assert!(decide(&event("c", bad), &fp).is_err());
