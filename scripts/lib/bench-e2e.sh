@@ -1,0 +1,152 @@
+# shellcheck shell=bash
+# scripts/bench e2e: the whole pipeline for profiles, measured against the database's own limit.
+#
+# 1. Throughput: N profiles (default 100,000) are inserted; rows/s from the first INSERT's
+#    commit until every result is visible. In the same run, one SQL UPDATE writes the same
+#    results to the same rows (the database's own limit): the ratio of the two is reported.
+# 2. Latency: a steady 1,000 rows/s for 60 s (pgbench, 10-row transactions at 100/s); per-row
+#    latency from the INSERT's commit to its result's commit, as the database recorded them.
+#
+# Last lines: e2e_vs_sql_update_ratio=<x> and e2e_p99_ms=<y>.
+
+bench_e2e() {
+    local rows=${E2E_ROWS:-100000} rate_seconds=${E2E_STEADY_SECONDS:-60}
+    STACK_NAME=bench PG_PORT=${BENCH_PG_PORT:-55436} KAFKA_PORT=${BENCH_KAFKA_PORT:-59096}
+    unset DATABASE_URL KAFKA_BROKERS
+    ensure_build_deps
+    stack_up
+    trap 'bench_stop_workers; stack_down' EXIT
+
+    log "building release binaries"
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bins --locked)
+    local bin="$REPO_ROOT/target/release"
+
+    # A fresh database and topic prefix per run, so runs do not see each other.
+    local run_id db admin_url
+    run_id="b$(date +%s)"
+    admin_url=$DATABASE_URL
+    db="e2e_$run_id"
+    psql -q "$admin_url" -c "CREATE DATABASE $db" >/dev/null
+    DATABASE_URL="${admin_url%/*}/$db"
+    export DATABASE_URL KAFKA_BROKERS TOPIC_PREFIX="$run_id" LOG_FORMAT=json
+    "$bin/analyzer" migrate >/dev/null 2>&1
+    "$bin/analyzer" create-topics >/dev/null 2>&1
+
+    mkdir -p "$STACK_DIR/logs" "$STACK_DIR/workers"
+    log "starting cdc-reader and analyzer (logs in $STACK_DIR/logs)"
+    CDC_SLOT="bench_$run_id" CDC_STATUS_INTERVAL=1s METRICS_ADDR=127.0.0.1:9201 \
+        "$bin/cdc-reader" >"$STACK_DIR/logs/cdc-reader.log" 2>&1 &
+    echo $! >"$STACK_DIR/workers/cdc-reader.pid"
+    KAFKA_MAX_POLL_INTERVAL=7s KAFKA_SESSION_TIMEOUT=6s METRICS_ADDR=127.0.0.1:9202 \
+        "$bin/analyzer" >"$STACK_DIR/logs/analyzer.log" 2>&1 &
+    echo $! >"$STACK_DIR/workers/analyzer.pid"
+    bench_wait_ready 9201 9202
+
+    # Warm-up: one profile through the whole pipeline (group join, slot start).
+    psql -q "$DATABASE_URL" -c "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('warm-up', 'M', now())"
+    bench_wait_done "name = 'warm-up'" 1 120
+
+    log "phase 1: inserting $rows profiles"
+    local t0 t1 insert_done
+    t0=$(date +%s.%N)
+    local chunk=10000 inserted=0
+    while [ "$inserted" -lt "$rows" ]; do
+        local n=$(( rows - inserted < chunk ? rows - inserted : chunk ))
+        psql -q "$DATABASE_URL" -c "INSERT INTO saju_profiles (name, gender, birth_date)
+            SELECT 'bench', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
+                   timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
+            FROM generate_series(1, $n)"
+        inserted=$(( inserted + n ))
+        log "  inserted $inserted / $rows"
+    done
+    insert_done=$(date +%s.%N)
+    bench_wait_done "name = 'bench'" "$rows" 600
+    t1=$(date +%s.%N)
+    local e2e_rate
+    e2e_rate=$(python3 -c "print(round($rows / ($t1 - $t0)))")
+    log "pipeline: $rows profiles analyzed in $(python3 -c "print(round($t1 - $t0, 2))") s ($e2e_rate rows/s; inserts took $(python3 -c "print(round($insert_done - $t0, 2))") s)"
+
+    log "phase 2: steady 1,000 rows/s for ${rate_seconds}s"
+    local script="$STACK_DIR/steady.sql"
+    cat >"$script" <<'SQL'
+INSERT INTO saju_profiles (name, gender, birth_date)
+SELECT 'steady', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
+       timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
+FROM generate_series(1, 10);
+SQL
+    "$PG_BINDIR/pgbench" -n -q -f "$script" -c 2 -j 2 --rate=100 -T "$rate_seconds" -P 10 "$DATABASE_URL" 2>&1 \
+        | grep -E "^progress|tps|latency average" >&2 || true
+    local steady
+    steady=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM saju_profiles WHERE name = 'steady'")
+    bench_wait_done "name = 'steady'" "$steady" 300
+    local p50 p99 pmax
+    read -r p50 p99 pmax < <(psql -Atq -F ' ' "$DATABASE_URL" -c "
+        SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+               round(max(ms)::numeric, 1)
+        FROM (SELECT extract(epoch FROM analyzed_at - created_at) * 1000 AS ms
+              FROM saju_profiles WHERE name = 'steady') l")
+    log "steady: $steady rows; latency p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms"
+
+    bench_stop_workers
+    log "baseline: one SQL UPDATE writing the same $rows results to the same rows"
+    psql -q "$DATABASE_URL" -c "CREATE TABLE bench_results AS
+        SELECT id, year_gan, year_ji, month_gan, month_ji, day_gan, day_ji, hour_gan, hour_ji,
+               analysis_result, analysis_input FROM saju_profiles WHERE name = 'bench'"
+    psql -q "$DATABASE_URL" -c "ANALYZE bench_results" -c "CHECKPOINT"
+    local s0 s1
+    s0=$(date +%s.%N)
+    psql -q "$DATABASE_URL" -c "UPDATE saju_profiles p SET
+            year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
+            day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
+            analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
+            analysis_version = 1, analysis_input = r.analysis_input, analyzed_at = now()
+        FROM bench_results r WHERE p.id = r.id"
+    s1=$(date +%s.%N)
+    local sql_rate
+    sql_rate=$(python3 -c "print(round($rows / ($s1 - $s0)))")
+    log "baseline: $rows rows in $(python3 -c "print(round($s1 - $s0, 2))") s ($sql_rate rows/s)"
+
+    # The slot of this run would pin WAL: drop it with the database.
+    psql -q "$admin_url" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'bench_$run_id'" >/dev/null || true
+    psql -q "$admin_url" -c "DROP DATABASE $db WITH (FORCE)" >/dev/null || true
+
+    echo "e2e_rows_per_second=$e2e_rate"
+    echo "sql_update_rows_per_second=$sql_rate"
+    echo "e2e_p50_ms=$p50"
+    echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
+    echo "e2e_p99_ms=$p99"
+}
+
+bench_wait_ready() {
+    local port
+    for port in "$@"; do
+        for _ in $(seq 1 150); do
+            curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 || die "worker on :$port not ready; see $STACK_DIR/logs"
+    done
+}
+
+# Waits until `expected` rows matching `where` are analyzed, printing progress.
+bench_wait_done() {
+    local where=$1 expected=$2 timeout=$3 started done last=-1
+    started=$(date +%s)
+    while :; do
+        done=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM saju_profiles WHERE $where AND analysis_status <> 'pending'")
+        [ "$done" -ge "$expected" ] && return 0
+        if [ $(( $(date +%s) - started )) -ge "$timeout" ]; then
+            die "only $done of $expected rows analyzed after ${timeout}s; see $STACK_DIR/logs"
+        fi
+        if [ "$done" != "$last" ] && [ $(( $(date +%s) % 2 )) = 0 ]; then log "  analyzed $done / $expected"; last=$done; fi
+        sleep 0.1
+    done
+}
+
+bench_stop_workers() {
+    local w
+    for w in analyzer cdc-reader; do
+        stop_pidfile "$STACK_DIR/workers/$w.pid" "$w"
+    done
+}
