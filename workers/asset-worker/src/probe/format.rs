@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-/// A file format the worker can probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// A file format the worker can probe. Serialised by its [`Format::name`] (`PNG`, `EXR`…),
+/// the spelling users already query `metadata` with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Portable Network Graphics.
     Png,
@@ -105,6 +105,12 @@ impl Format {
         }
         let ext = ext.to_ascii_lowercase();
         Some(self.extensions().iter().any(|e| *e == ext))
+    }
+}
+
+impl Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

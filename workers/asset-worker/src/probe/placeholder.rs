@@ -33,7 +33,8 @@ pub fn grid_size(width: u32, height: u32) -> (u32, u32) {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
