@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the worker (the default when no subcommand is given).
-    Run(asset_worker::Config),
+    Run(Box<asset_worker::Config>),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let cli: Cli = shared::process::parse_with_default_subcommand("run");
     shared::process::run_main("asset-worker", &cli.telemetry, async move {
         match cli.command {
-            Command::Run(config) => asset_worker::run(config, Shutdown::install()?).await,
+            Command::Run(config) => asset_worker::run(*config, Shutdown::install()?).await,
             Command::Admin(admin) => admin.run("asset-worker").await,
         }
     })
