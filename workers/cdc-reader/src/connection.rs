@@ -25,7 +25,7 @@ use tokio::net::{TcpStream, UnixStream};
 #[derive(Debug, thiserror::Error)]
 pub enum PgWireError {
     /// Network failure or the server closed the connection.
-    #[error("i/o: {0}")]
+    #[error("i/o failed")]
     Io(#[from] io::Error),
     /// The server answered with an error.
     #[error("server error {code}: {message}")]

@@ -296,9 +296,12 @@ impl Reader {
         tracing::info!(slot, consistent_point = %shared::envelope::format_lsn(created.consistent_point), "replication slot created");
         if let (true, Some(name)) = (snapshot, created.snapshot_name.as_deref()) {
             self.health.set("replication", false, "initial snapshot");
-            let mut db = self
-                .pool
-                .acquire()
+            // A connection of its own: it holds the snapshot transaction and is closed after.
+            let options = self
+                .lock_options
+                .clone()
+                .application_name("cdc-reader-snapshot");
+            let db = sqlx::ConnectOptions::connect(&options)
                 .await
                 .map_err(Error::db("connecting for the snapshot"))?;
             let params = snapshot::SnapshotParams {
@@ -307,7 +310,7 @@ impl Reader {
                 consistent_point: created.consistent_point,
             };
             let rows = snapshot::run(
-                &mut db,
+                db,
                 name,
                 &self.routes,
                 &self.publisher,

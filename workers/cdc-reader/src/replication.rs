@@ -119,10 +119,14 @@ impl Session<'_> {
                     .map_err(Error::wire("reading the replication stream"))?
                 {
                     Some(frame) if frame.tag == b'd' => self.handle(frame.body).await?,
-                    Some(frame) if frame.tag == b'c' => {
-                        return Err(Error::wire("streaming")(PgWireError::Protocol(
-                            "the server ended the stream".into(),
-                        )))
+                    Some(frame) if matches!(frame.tag, b'c' | b'C' | b'Z') => {
+                        // The server ended the stream (it is shutting down): reconnect.
+                        return Err(Error::wire("streaming")(PgWireError::Io(
+                            std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                "the server ended the replication stream",
+                            ),
+                        )));
                     }
                     Some(frame) => {
                         return Err(Error::wire("streaming")(PgWireError::Protocol(format!(

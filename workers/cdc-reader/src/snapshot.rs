@@ -8,6 +8,9 @@
 //! as a JSON string in the same `DateStyle`/`TimeZone`), so snapshot and streamed events look
 //! alike.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use chrono::Utc;
 use serde_json::value::RawValue;
 use shared::envelope::Op;
@@ -30,30 +33,53 @@ pub struct SnapshotParams {
     pub consistent_point: u64,
 }
 
-/// Copies every captured table as of `snapshot_name` and waits until the broker acknowledged
-/// every row. Returns the number of rows.
-pub async fn run(
-    conn: &mut PgConnection,
+/// Copies every captured table as of `snapshot_name` and hands every row to the producer
+/// (the caller waits for the acknowledgements). Returns the number of rows.
+///
+/// Boxed with an explicit `Send` bound: sqlx's executor lifetimes otherwise defeat the
+/// compiler's `Send` inference for the caller's spawned future.
+pub fn run<'a>(
+    conn: PgConnection,
+    snapshot_name: &'a str,
+    routes: &'a Routes,
+    publisher: &'a Publisher,
+    params: SnapshotParams,
+    shutdown: &'a shared::shutdown::Shutdown,
+) -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send + 'a>> {
+    Box::pin(copy(
+        conn,
+        snapshot_name,
+        routes,
+        publisher,
+        params,
+        shutdown,
+    ))
+}
+
+async fn copy(
+    mut conn: PgConnection,
     snapshot_name: &str,
     routes: &Routes,
     publisher: &Publisher,
     params: SnapshotParams,
     shutdown: &shared::shutdown::Shutdown,
 ) -> Result<u64, Error> {
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(Error::db("starting the snapshot transaction"))?;
-    let setup = format!(
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'; \
-         SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'; \
-         SET LOCAL extra_float_digits = 3",
+    let import = format!(
+        "SET TRANSACTION SNAPSHOT '{}'",
         snapshot_name.replace('\'', "''")
     );
-    sqlx::raw_sql(&setup)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("importing the slot's snapshot"))?;
+    for statement in [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        import.as_str(),
+        "SET LOCAL TimeZone = 'UTC'",
+        "SET LOCAL DateStyle = 'ISO, YMD'",
+        "SET LOCAL IntervalStyle = 'iso_8601'",
+        "SET LOCAL extra_float_digits = 3",
+    ] {
+        execute(&mut conn, statement)
+            .await
+            .map_err(Error::db("importing the slot's snapshot"))?;
+    }
 
     let started = Utc::now();
     let seq = publisher.tracker().begin();
@@ -61,11 +87,11 @@ pub async fn run(
     let mut total = 0u64;
     let mut value = Vec::with_capacity(1024);
     for route in routes.iter() {
-        let query = row_query(&mut tx, &route.table).await?;
-        sqlx::raw_sql(&format!(
-            "DECLARE cdc_snapshot NO SCROLL CURSOR FOR {query}"
-        ))
-        .execute(&mut *tx)
+        let query = row_query(&mut conn, &route.table).await?;
+        execute(
+            &mut conn,
+            &format!("DECLARE cdc_snapshot NO SCROLL CURSOR FOR {query}"),
+        )
         .await
         .map_err(Error::db("declaring the snapshot cursor"))?;
         let fetch = format!("FETCH FORWARD {} FROM cdc_snapshot", params.chunk_rows);
@@ -84,7 +110,7 @@ pub async fn run(
                 return Err(Error::ShuttingDown);
             }
             let rows: Vec<(Option<String>, String)> = sqlx::query_as(&fetch)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut conn)
                 .await
                 .map_err(Error::db("fetching snapshot rows"))?;
             if rows.is_empty() {
@@ -107,7 +133,7 @@ pub async fn run(
                     .send(
                         &route.topic,
                         None,
-                        key.as_deref().map(str::as_bytes),
+                        key.as_ref().map(|k| k.as_bytes()),
                         Some(&value),
                         seq,
                     )
@@ -121,16 +147,16 @@ pub async fn run(
             route.events(Op::Read).inc_by(rows.len() as u64);
             rows_of_table += rows.len() as u64;
         }
-        sqlx::raw_sql("CLOSE cdc_snapshot")
-            .execute(&mut *tx)
+        execute(&mut conn, "CLOSE cdc_snapshot")
             .await
             .map_err(Error::db("closing the snapshot cursor"))?;
         tracing::info!(table = %route.table, rows = rows_of_table, "snapshot of table read");
         total += rows_of_table;
     }
-    tx.commit()
+    execute(&mut conn, "COMMIT")
         .await
         .map_err(Error::db("ending the snapshot transaction"))?;
+    let _ = conn.close().await;
     publisher.tracker().commit(seq, sent, 0);
     Ok(total)
 }
@@ -189,4 +215,11 @@ async fn row_query(conn: &mut PgConnection, table: &TableName) -> Result<String,
     };
     let row = object(columns.iter().collect());
     Ok(format!("SELECT {key}, {row} FROM {}", table.quoted()))
+}
+
+/// Runs one statement (simple protocol, nothing prepared).
+async fn execute(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, sqlx::raw_sql(sql))
+        .await
+        .map(|_| ())
 }

@@ -95,7 +95,7 @@ impl Routes {
     }
 
     /// All routes.
-    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+    pub fn iter(&self) -> std::slice::Iter<'_, Route> {
         self.routes.iter()
     }
 }

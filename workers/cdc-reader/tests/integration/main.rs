@@ -1,0 +1,13 @@
+//! Integration tests of the CDC reader against real PostgreSQL (wal2json) and a real
+//! Kafka-compatible broker, as provisioned by `scripts/test`. Each test has its own database,
+//! slot and topic prefix; the tests that restart PostgreSQL or the broker start private ones.
+
+#![allow(clippy::unwrap_used)]
+
+mod changes;
+mod crash;
+mod idle;
+mod large;
+mod restarts;
+mod standby;
+mod support;

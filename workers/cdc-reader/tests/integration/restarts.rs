@@ -1,0 +1,168 @@
+//! PostgreSQL and broker restarts in the middle of the stream lose nothing.
+
+use std::time::Duration;
+
+use shared::testkit::{unique_name, wait_for};
+use sqlx::PgPool;
+
+use crate::support::*;
+
+/// A fast restart of PostgreSQL while changes flow: the reader reconnects, resumes from the
+/// slot, and every committed change reaches the topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_loses_nothing() {
+    let env = TestEnv::get();
+    let cluster = PrivateCluster::start();
+    let pool = cluster.database("cdc").await;
+    let url = cluster.url("cdc");
+    let slot = unique_name("cdc_slot");
+    let prefix = unique_name("cdct");
+    let reader = InProcess::start(config(
+        &url,
+        &env.kafka_brokers,
+        &slot,
+        &prefix,
+        &["--reconnect-backoff-max", "1s"],
+    ));
+    let active =
+        |pool: PgPool, slot: String| async move { slot_active(&pool, &slot).await.then_some(()) };
+    wait_for("slot streaming", Duration::from_secs(30), || {
+        active(pool.clone(), slot.clone())
+    })
+    .await;
+    let reference = ReferenceSlot::create(&pool, TABLES).await;
+    let workload = Workload::start(url.clone());
+    let before = confirmed_flush(&pool, &slot).await.unwrap();
+    wait_for(
+        "the reader to confirm some changes",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            let slot = slot.clone();
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > before) }
+        },
+    )
+    .await;
+
+    cluster.restart();
+    let pool = PgPool::connect(&url).await.unwrap();
+    wait_for(
+        "slot streaming after the restart",
+        Duration::from_secs(30),
+        || active(pool.clone(), slot.clone()),
+    )
+    .await;
+    let mark = current_wal_lsn(&pool).await;
+    wait_for(
+        "the reader to confirm changes after the restart",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            let slot = slot.clone();
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > mark) }
+        },
+    )
+    .await;
+    workload.stop().await;
+
+    let expected = reference.changes(&pool).await;
+    let mut read = TopicReader::new(&env.kafka_brokers, &topics(&prefix)).await;
+    read.read_until_all(&expected, Duration::from_secs(60))
+        .await;
+    eprintln!(
+        "{} committed changes across the restart, all in the topics",
+        expected.len()
+    );
+    reader.stop().await;
+    reference.drop(&pool).await;
+    drop_slot(&pool, &slot).await;
+}
+
+/// The broker stops answering mid-stream (its process is frozen with SIGSTOP, as a hung or
+/// partitioned broker would be) while changes keep being committed: nothing committed during
+/// the outage may be confirmed, and once the broker answers again every change arrives.
+///
+/// A kill-and-restart cannot be checked for "nothing missing" against the test broker: its
+/// storage is in memory, so a restart loses everything it had acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_loses_nothing() {
+    let env = TestEnv::get();
+    let broker = PrivateBroker::start();
+    let brokers = broker.brokers();
+    let db = env.database("cdc_broker").await;
+    let pool = db.pool.clone();
+    let slot = unique_name("cdc_slot");
+    let prefix = unique_name("cdct");
+    let reader = InProcess::start(config(
+        &db.url,
+        &brokers,
+        &slot,
+        &prefix,
+        &["--snapshot", "never"],
+    ));
+    let active =
+        |pool: PgPool, slot: String| async move { slot_active(&pool, &slot).await.then_some(()) };
+    wait_for("slot streaming", Duration::from_secs(30), || {
+        active(pool.clone(), slot.clone())
+    })
+    .await;
+    let reference = ReferenceSlot::create(&pool, TABLES).await;
+    let workload = Workload::start(db.url.clone());
+    let start = confirmed_flush(&pool, &slot).await.unwrap();
+    wait_for(
+        "the reader to confirm changes",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            let slot = slot.clone();
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > start) }
+        },
+    )
+    .await;
+
+    broker.pause();
+    let mark = current_wal_lsn(&pool).await;
+    let before = reference.changes(&pool).await.len();
+    wait_for(
+        "changes committed during the outage",
+        Duration::from_secs(30),
+        || {
+            let (pool, reference) = (pool.clone(), &reference);
+            async move { (reference.changes(&pool).await.len() > before + 100).then_some(()) }
+        },
+    )
+    .await;
+    // Several status intervals have passed: the slot must not have moved past the outage.
+    let during = confirmed_flush(&pool, &slot).await.unwrap();
+    assert!(
+        during <= mark,
+        "the slot was confirmed past changes the broker never acknowledged"
+    );
+
+    broker.resume();
+    workload.stop().await;
+    let end = current_wal_lsn(&pool).await;
+    let expected = reference.changes(&pool).await;
+    let mut read = TopicReader::new(&brokers, &topics(&prefix)).await;
+    read.read_until_all(&expected, Duration::from_secs(90))
+        .await;
+    wait_for(
+        "the slot confirmed past the outage",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            let slot = slot.clone();
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l >= end) }
+        },
+    )
+    .await;
+    eprintln!(
+        "{} committed changes ({} during the outage), none missing",
+        expected.len(),
+        expected.len() - before
+    );
+    reader.stop().await;
+    reference.drop(&pool).await;
+    drop_slot(&pool, &slot).await;
+    db.drop_database().await;
+}

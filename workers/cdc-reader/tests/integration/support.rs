@@ -1,0 +1,733 @@
+//! Test helpers: a reader per test (in-process or as the real binary), a topic reader, a
+//! reference slot as the oracle of what was committed, and private PostgreSQL clusters and
+//! brokers for the tests that restart them.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use cdc_reader::{Cli, Config};
+use clap::Parser;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use shared::envelope::ChangeEvent;
+use shared::shutdown::Shutdown;
+use shared::testkit::{unique_name, wait_for};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use shared::testkit::TestEnv;
+
+/// The wal2json options the reader uses, for the reference slot.
+pub fn plugin_options_sql(tables: &str) -> String {
+    cdc_reader::wal2json::plugin_options(tables.to_owned())
+        .into_iter()
+        .map(|(k, v)| format!("'{k}', '{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reader settings for a test: its own slot and topic prefix, fast intervals.
+pub fn config(url: &str, brokers: &str, slot: &str, prefix: &str, extra: &[&str]) -> Config {
+    let mut args: Vec<String> = [
+        "cdc-reader",
+        "--database-url",
+        url,
+        "--kafka-brokers",
+        brokers,
+        "--topic-prefix",
+        prefix,
+        "--slot",
+        slot,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--status-interval",
+        "1s",
+        "--slot-poll-interval",
+        "1s",
+        "--topic-partitions",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Cli::try_parse_from(args)
+        .expect("test config parses")
+        .config
+}
+
+/// A reader running in this process.
+pub struct InProcess {
+    pub shutdown: Shutdown,
+    pub handle: JoinHandle<Result<(), cdc_reader::Error>>,
+}
+
+impl InProcess {
+    pub fn start(config: Config) -> Self {
+        static LOGS: std::sync::Once = std::sync::Once::new();
+        LOGS.call_once(|| {
+            let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+            let _ = shared::telemetry::init_with_writer(
+                &filter,
+                shared::config::LogFormat::Pretty,
+                std::io::stderr,
+            );
+        });
+        let shutdown = Shutdown::new();
+        let handle = tokio::spawn(cdc_reader::run(config, shutdown.clone()));
+        Self { shutdown, handle }
+    }
+
+    /// Graceful stop; the reader must end cleanly.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let result = tokio::time::timeout(Duration::from_secs(60), self.handle).await;
+        let result = result
+            .expect("reader stops within 60 s")
+            .expect("reader task");
+        result.expect("reader ends without error");
+    }
+}
+
+/// The `cdc-reader` binary, for kill -9.
+pub struct Spawned {
+    pub child: Child,
+}
+
+impl Spawned {
+    pub fn start(
+        url: &str,
+        brokers: &str,
+        slot: &str,
+        prefix: &str,
+        extra: &[&str],
+        log: &str,
+    ) -> Self {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = StdCommand::new(env!("CARGO_BIN_EXE_cdc-reader"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args([
+                "--database-url",
+                url,
+                "--kafka-brokers",
+                brokers,
+                "--topic-prefix",
+                prefix,
+                "--slot",
+                slot,
+            ])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--status-interval",
+                "1s",
+                "--topic-partitions",
+                "3",
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn cdc-reader");
+        Self { child }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for cdc-reader")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub event: Option<ChangeEvent>,
+}
+
+/// Reads whole topics from the beginning (no consumer group: partitions are assigned).
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    pub records: Vec<Record>,
+}
+
+impl TopicReader {
+    pub async fn new(brokers: &str, topics: &[String]) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", unique_name("cdc_test_reader"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for topic in topics {
+            let partitions = wait_for("topic metadata", Duration::from_secs(30), || {
+                let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+                let count = metadata
+                    .ok()
+                    .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+                    .unwrap_or(0);
+                async move { (count > 0).then_some(count) }
+            })
+            .await;
+            for p in 0..partitions {
+                list.add_partition_offset(topic, p as i32, Offset::Beginning)
+                    .expect("partition");
+            }
+        }
+        consumer.assign(&list).expect("assign");
+        Self {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads until `done(records)` holds, or panics after `timeout`.
+    pub async fn read_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Record]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.records) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; have {} records",
+                self.records.len()
+            );
+            if let Ok(Ok(message)) =
+                tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await
+            {
+                let key = message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned());
+                let event = message
+                    .payload()
+                    .map(|p| ChangeEvent::from_slice(p).expect("payload is a change event"));
+                self.records.push(Record {
+                    partition: message.partition(),
+                    key,
+                    event,
+                });
+            }
+        }
+    }
+
+    /// Reads until every expected `(table, key, lsn)` was seen; on timeout, fails naming the
+    /// missing ones.
+    pub async fn read_until_all(
+        &mut self,
+        expected: &BTreeSet<(String, String, u64)>,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = BTreeSet::new();
+        let mut counted = 0;
+        loop {
+            for r in &self.records[counted..] {
+                if let (Some(e), Some(key)) = (&r.event, &r.key) {
+                    seen.insert((
+                        format!("{}.{}", e.source.schema, e.source.table),
+                        canonical(key),
+                        e.source.lsn,
+                    ));
+                }
+            }
+            counted = self.records.len();
+            if expected.is_subset(&seen) || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            let until = tokio::time::Instant::now() + Duration::from_millis(500);
+            while tokio::time::Instant::now() < until {
+                match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                    Ok(Ok(message)) => Self::push(&mut self.records, &message),
+                    _ => break,
+                }
+            }
+        }
+        assert_none_missing(expected, &seen);
+    }
+
+    fn push(records: &mut Vec<Record>, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let event = message
+            .payload()
+            .map(|p| ChangeEvent::from_slice(p).expect("payload is a change event"));
+        records.push(Record {
+            partition: message.partition(),
+            key,
+            event,
+        });
+    }
+}
+
+/// A key in canonical JSON form (for comparing keys from different sources).
+pub fn canonical(key: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(key)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| key.to_owned())
+}
+
+/// A logical slot with the reader's wal2json options: what it holds is what was committed.
+pub struct ReferenceSlot {
+    pub name: String,
+    tables: String,
+}
+
+impl ReferenceSlot {
+    pub async fn create(pool: &PgPool, tables: &str) -> Self {
+        let name = unique_name("cdc_ref");
+        sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
+            .bind(&name)
+            .execute(pool)
+            .await
+            .expect("create reference slot");
+        Self {
+            name,
+            tables: tables.to_owned(),
+        }
+    }
+
+    /// `(table, key, lsn)` of every row change committed since the slot was created.
+    pub async fn changes(&self, pool: &PgPool) -> BTreeSet<(String, String, u64)> {
+        let sql = format!(
+            "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL, {})",
+            plugin_options_sql(&self.tables)
+        );
+        let rows: Vec<(String,)> = sqlx::query_as(&sql)
+            .bind(&self.name)
+            .fetch_all(pool)
+            .await
+            .expect("peek reference slot");
+        let mut out = BTreeSet::new();
+        let mut key = Vec::new();
+        for (data,) in rows {
+            let m = cdc_reader::wal2json::Message::parse(data.as_bytes()).expect("wal2json");
+            if !matches!(m.action.as_ref(), "I" | "U" | "D") {
+                continue;
+            }
+            let row = if m.action == "D" {
+                m.identity.as_deref()
+            } else {
+                m.columns.as_deref()
+            };
+            assert!(cdc_reader::envelope::encode_key(
+                &mut key,
+                m.pk.as_deref().unwrap_or(&[]),
+                row.unwrap_or(&[])
+            ));
+            let table = format!(
+                "{}.{}",
+                m.schema.as_deref().unwrap_or(""),
+                m.table.as_deref().unwrap_or("")
+            );
+            out.insert((
+                table,
+                canonical(std::str::from_utf8(&key).expect("utf8")),
+                m.lsn().expect("lsn"),
+            ));
+        }
+        out
+    }
+
+    pub async fn drop(self, pool: &PgPool) {
+        let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
+            .bind(&self.name)
+            .execute(pool)
+            .await;
+    }
+}
+
+/// Asserts every expected change is in the topic; returns how many duplicates were seen.
+pub fn assert_none_missing(
+    expected: &BTreeSet<(String, String, u64)>,
+    seen: &BTreeSet<(String, String, u64)>,
+) {
+    let missing: Vec<_> = expected.difference(seen).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} committed changes missing from the topics, e.g. {missing:?}",
+        expected.difference(seen).count(),
+        expected.len()
+    );
+}
+
+/// The slot's confirmed flush LSN.
+pub async fn confirmed_flush(pool: &PgPool, slot: &str) -> Option<u64> {
+    let lsn: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .ok()?;
+    lsn.and_then(|(l,)| l)
+        .as_deref()
+        .and_then(shared::envelope::parse_lsn)
+}
+
+/// Whether a walsender streams the slot.
+pub async fn slot_active(pool: &PgPool, slot: &str) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(slot)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+pub async fn current_wal_lsn(pool: &PgPool) -> u64 {
+    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await
+        .expect("wal lsn");
+    shared::envelope::parse_lsn(&lsn).expect("lsn")
+}
+
+/// Inserts `count` profiles in one transaction.
+pub async fn insert_profiles(pool: &PgPool, count: i64) {
+    sqlx::query(
+        "INSERT INTO saju_profiles (name, gender, birth_date) \
+         SELECT 'p' || g, CASE WHEN g % 2 = 0 THEN 'M' ELSE 'F' END, '1990-05-15 05:30:00+00'::timestamptz + g * interval '1 minute' \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(count)
+    .execute(pool)
+    .await
+    .expect("insert profiles");
+}
+
+/// A writer committing small mixed transactions until stopped; survives server restarts.
+pub struct Workload {
+    stop: CancellationToken,
+    handle: JoinHandle<u64>,
+}
+
+impl Workload {
+    pub fn start(url: String) -> Self {
+        let stop = CancellationToken::new();
+        let flag = stop.clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(&url)
+            .expect("workload pool");
+        let handle = tokio::spawn(async move {
+            let mut committed = 0u64;
+            let mut i = 0u64;
+            while !flag.is_cancelled() {
+                i += 1;
+                let sql = format!(
+                    "BEGIN; \
+                     INSERT INTO saju_profiles (name, gender, birth_date) SELECT 'w{i}_' || g, 'M', now() FROM generate_series(1, 5) g; \
+                     UPDATE saju_profiles SET name = name || '+' WHERE id = (SELECT id FROM saju_profiles ORDER BY id DESC LIMIT 1 OFFSET 3); \
+                     DELETE FROM saju_profiles WHERE id = (SELECT id FROM saju_profiles ORDER BY id DESC LIMIT 1 OFFSET 4); \
+                     INSERT INTO image_assets (file_name, file_path) VALUES ('f{i}.png', '/w/'); \
+                     COMMIT;"
+                );
+                match sqlx::raw_sql(&sql).execute(&pool).await {
+                    Ok(_) => committed += 1,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            pool.close().await;
+            committed
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops the writer; returns how many transactions it committed.
+    pub async fn stop(self) -> u64 {
+        self.stop.cancel();
+        self.handle.await.expect("workload task")
+    }
+}
+
+/// The canonical tables string.
+pub const TABLES: &str = "public.saju_profiles,public.image_assets";
+
+/// Topics of a prefix.
+pub fn topics(prefix: &str) -> Vec<String> {
+    TABLES.split(',').map(|t| format!("{prefix}.{t}")).collect()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Runs a command as the `postgres` OS user when the tests run as root (PostgreSQL refuses
+/// to run as root).
+fn as_postgres(program: &str, args: &[&str]) -> StdCommand {
+    if running_as_root() {
+        let mut cmd = StdCommand::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]).args(args);
+        cmd
+    } else {
+        let mut cmd = StdCommand::new(program);
+        cmd.args(args);
+        cmd
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL cluster private to one test (it restarts it).
+pub struct PrivateCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bindir: String,
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        let bindir = std::env::var("PIPELINE_TEST_PG_BINDIR")
+            .expect("PIPELINE_TEST_PG_BINDIR is not set: run the tests with scripts/test");
+        let dir = std::env::temp_dir().join(unique_name("cdc_pg"));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let _ = StdCommand::new("chown")
+            .args(["postgres", &dir.to_string_lossy()])
+            .status();
+        let data = dir.join("data");
+        let port = free_port();
+        let initdb = format!("{bindir}/initdb");
+        let ok = as_postgres(
+            &initdb,
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = logical\n\
+             max_replication_slots = 10\nmax_wal_senders = 10\nfsync = off\nshared_buffers = 32MB\n",
+            dir.to_string_lossy()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).expect("write postgresql.conf");
+        let cluster = Self { dir, port, bindir };
+        cluster.pg_ctl(&[
+            "start",
+            "-w",
+            "-l",
+            &cluster.dir.join("log").to_string_lossy(),
+        ]);
+        cluster
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let pg_ctl = format!("{}/pg_ctl", self.bindir);
+        let data = self.dir.join("data");
+        let mut full = vec!["-D", data.to_str().expect("path")];
+        full.extend_from_slice(args);
+        let ok = as_postgres(&pg_ctl, &full)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl");
+        assert!(ok.success(), "pg_ctl {args:?} failed");
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A migrated database in this cluster.
+    pub async fn database(&self, name: &str) -> PgPool {
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect private cluster");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let pool = PgPool::connect(&self.url(name)).await.expect("connect");
+        shared::db::migrate(&pool).await.expect("migrate");
+        pool
+    }
+
+    pub fn restart(&self) {
+        self.pg_ctl(&[
+            "restart",
+            "-m",
+            "fast",
+            "-w",
+            "-l",
+            &self.dir.join("log").to_string_lossy(),
+        ]);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let pg_ctl = format!("{}/pg_ctl", self.bindir);
+        let data = self.dir.join("data");
+        let _ = as_postgres(
+            &pg_ctl,
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "stop",
+                "-m",
+                "immediate",
+                "-w",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Tansu broker private to one test (it restarts it). Memory storage: a restart empties it.
+pub struct PrivateBroker {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let mut broker = Self {
+            port: free_port(),
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let bin = std::env::var("PIPELINE_TEST_TANSU_BIN")
+            .expect("PIPELINE_TEST_TANSU_BIN is not set: run the tests with scripts/test");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = StdCommand::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the broker process (it stops answering, connections stay open).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let ok = StdCommand::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(ok.success());
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Drops a test's slot and its snapshot marker.
+pub async fn drop_slot(pool: &PgPool, slot: &str) {
+    wait_for("slot to become inactive", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        let slot = slot.to_owned();
+        async move { (!slot_active(&pool, &slot).await).then_some(()) }
+    })
+    .await;
+    let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(slot)
+        .execute(pool)
+        .await;
+    let _ = sqlx::query(
+        "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = $1",
+    )
+    .bind(cdc_reader::slot::snapshot_marker(slot))
+    .execute(pool)
+    .await;
+}
