@@ -74,7 +74,7 @@ SELECT 'steady', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
        timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
 FROM generate_series(1, 10);
 SQL
-    "$PG_BINDIR/pgbench" -n -q -f "$script" -c 2 -j 2 --rate=100 -T "$rate_seconds" -P 10 "$DATABASE_URL" 2>&1 \
+    "$PG_BINDIR/pgbench" -n -f "$script" -c 2 -j 2 --rate=100 -T "$rate_seconds" -P 10 "$DATABASE_URL" 2>&1 \
         | grep -E "^progress|tps|latency average" >&2 || true
     local steady
     steady=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM saju_profiles WHERE name = 'steady'")

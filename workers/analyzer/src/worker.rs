@@ -7,7 +7,7 @@
 //! and waits for the broker, and only then commits the batch's offsets. A crash anywhere
 //! replays the batch; the write is idempotent, so a replay changes nothing that was written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,16 @@ enum Work {
         key: Option<Vec<u8>>,
         payload: Vec<u8>,
     },
+}
+
+/// A batch whose results are committed in the database: what is left to publish, and the
+/// offsets to commit after that.
+#[derive(Debug)]
+struct Written {
+    outcomes: Vec<Outcome>,
+    written: HashSet<Uuid>,
+    dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    offsets: HashMap<i32, i64>,
 }
 
 /// A closed batch.
@@ -167,6 +177,10 @@ impl Worker {
         mut rx: mpsc::Receiver<Batch>,
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
+        // The batch whose events are being published and whose offsets then get committed.
+        // At most one: batch N is published while batch N+1 is written, and offsets are
+        // committed in batch order.
+        let mut publishing: Option<tokio::task::JoinHandle<()>> = None;
         while let Some(batch) = rx.recv().await {
             if batch.items.is_empty() {
                 continue;
@@ -174,21 +188,41 @@ impl Worker {
             let started = Instant::now();
             let size = batch.items.len();
             let span = tracing::info_span!("batch", size, first_offset = batch.items[0].offset);
-            if !self.flush(batch, &shutdown).instrument(span).await? {
+            let Some(written) = self
+                .write(batch, &shutdown)
+                .instrument(span.clone())
+                .await?
+            else {
                 // Shutting down with the batch unwritten: its offsets stay uncommitted.
-                return Ok(());
+                break;
+            };
+            if let Some(previous) = publishing.take() {
+                previous.await?;
             }
-            self.metrics.batch_size.observe(size as f64);
-            self.metrics
-                .flush_seconds
-                .observe(started.elapsed().as_secs_f64());
+            let worker = Arc::clone(&self);
+            publishing = Some(tokio::spawn(
+                async move {
+                    worker.publish(&written).await;
+                    worker.commit(&written.offsets);
+                    worker.metrics.batch_size.observe(size as f64);
+                    worker
+                        .metrics
+                        .flush_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                .instrument(span),
+            ));
+        }
+        if let Some(previous) = publishing {
+            previous.await?;
         }
         Ok(())
     }
 
-    /// Computes, writes, publishes and commits one batch. Returns false if shutdown came
-    /// while the database was unreachable (the batch will be replayed by the next owner).
-    async fn flush(&self, batch: Batch, shutdown: &Shutdown) -> anyhow::Result<bool> {
+    /// Publishes result and dead-letter events and waits for the broker's acknowledgements.
+    /// Computes and writes one batch. Returns `None` if shutdown came while the database was
+    /// unreachable (the batch will be replayed by the partitions' next owner).
+    async fn write(&self, batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Option<Written>> {
         // The latest event of each row wins within a batch; older ones are superseded.
         let mut latest: HashMap<Uuid, (u64, u64, Profile)> = HashMap::new();
         let mut offsets: HashMap<i32, i64> = HashMap::new();
@@ -233,12 +267,12 @@ impl Worker {
                     self.metrics.errors.with_label_values(&["database"]).inc();
                     tracing::warn!(error = %e, rows = outcomes.len(), "write-back failed; retrying in 1 s");
                     if !shutdown.sleep(Duration::from_secs(1)).await {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
             }
         };
-        let written: std::collections::HashSet<Uuid> = written.into_iter().collect();
+        let written: HashSet<Uuid> = written.into_iter().collect();
         let stale = outcomes.len() - written.len();
         if stale > 0 {
             self.metrics
@@ -267,18 +301,21 @@ impl Worker {
             }
         }
 
-        self.publish(&outcomes, &written, dead).await;
-        self.commit(&offsets);
-        Ok(true)
+        Ok(Some(Written {
+            outcomes,
+            written,
+            dead,
+            offsets,
+        }))
     }
 
-    /// Publishes result and dead-letter events and waits for the broker's acknowledgements.
-    async fn publish(
-        &self,
-        outcomes: &[Outcome],
-        written: &std::collections::HashSet<Uuid>,
-        dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
-    ) {
+    async fn publish(&self, batch: &Written) {
+        let Written {
+            outcomes,
+            written,
+            dead,
+            ..
+        } = batch;
         let mut sends = Vec::new();
         for outcome in outcomes.iter().filter(|o| written.contains(&o.profile.id)) {
             let Ok(computed) = &outcome.result else {
@@ -301,6 +338,7 @@ impl Worker {
         }
         let dead_count = dead.len();
         for (key, payload) in dead {
+            let (key, payload) = (key.clone(), payload.clone());
             let producer = self.producer.clone();
             let topic = self.dlq_topic.clone();
             sends.push(tokio::spawn(async move {
