@@ -368,7 +368,20 @@ impl Session<'_> {
             }
         });
         let _ = ended.await;
-        tracing::info!(confirmed = %format_lsn(self.publisher.tracker().confirmed()), "stream ended; position confirmed");
+        let events: u64 = self
+            .routes
+            .iter()
+            .flat_map(|r| {
+                [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate]
+                    .map(|op| r.events(op).get())
+            })
+            .sum();
+        tracing::info!(
+            confirmed = %format_lsn(self.publisher.tracker().confirmed()),
+            events,
+            transactions = self.metrics.transactions.get(),
+            "stream ended; position confirmed"
+        );
         Ok(())
     }
 }
