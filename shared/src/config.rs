@@ -82,6 +82,12 @@ pub struct ConsumerArgs {
     /// Session timeout of the group membership.
     #[arg(long = "session-timeout", env = "KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: Duration,
+
+    /// Longest time the broker holds a fetch open waiting for new data. Brokers that answer
+    /// as soon as data arrives (Kafka, Redpanda) make this an idle-polling period only; on
+    /// brokers that hold the whole period it bounds the added latency.
+    #[arg(long = "fetch-wait-max", env = "KAFKA_FETCH_WAIT_MAX", default_value = "20ms", value_parser = parse_duration)]
+    pub fetch_wait_max: Duration,
 }
 
 /// Log output format.

@@ -49,6 +49,7 @@ impl TestEnv {
         ConsumerArgs {
             max_poll_interval: Duration::from_secs(7),
             session_timeout: Duration::from_secs(6),
+            fetch_wait_max: Duration::from_millis(20),
         }
     }
 

@@ -163,6 +163,7 @@ async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Re
         consumer: ConsumerArgs {
             max_poll_interval: Duration::from_secs(7),
             session_timeout: Duration::from_secs(6),
+            fetch_wait_max: Duration::from_millis(20),
         },
         assets_root: base.to_path_buf(),
         group_id: format!("{run}-workers"),
