@@ -25,6 +25,7 @@ pub mod heartbeat;
 pub mod leader;
 pub mod metrics;
 pub mod protocol;
+pub mod raw_row;
 pub mod replication;
 pub mod slot;
 pub mod snapshot;

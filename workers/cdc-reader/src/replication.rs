@@ -19,7 +19,8 @@ use crate::envelope::{encode_key, encode_value, Row, SourceInfo};
 use crate::error::Error;
 use crate::metrics::{lsn_gauge, Metrics};
 use crate::protocol::{status_update, ServerMessage};
-use crate::topics::Routes;
+use crate::raw_row::{write_key, write_row, RawRow};
+use crate::topics::{Route, Routes};
 use crate::wal2json::Message;
 
 /// Settings of a streaming session.
@@ -59,6 +60,8 @@ struct OpenTx {
     end_lsn: Option<u64>,
     xid: Option<u64>,
     ts: DateTime<Utc>,
+    /// `ts` as the envelope writes it (a JSON string), for the raw-row path.
+    ts_json: String,
 }
 
 struct Session<'a> {
@@ -71,6 +74,8 @@ struct Session<'a> {
     key: Vec<u8>,
     value: Vec<u8>,
     reply_requested: bool,
+    /// Reused scan of row messages (the hot path).
+    raw: RawRow,
 }
 
 /// Starts replication on `conn` and streams until shutdown, `stop_at`, or an error.
@@ -97,6 +102,7 @@ pub async fn stream(
         key: Vec::with_capacity(128),
         value: Vec::with_capacity(4096),
         reply_requested: false,
+        raw: RawRow::default(),
     };
     session.run(shutdown, lost).await
 }
@@ -195,6 +201,9 @@ impl Session<'_> {
     }
 
     async fn change(&mut self, wal_start: u64, data: &[u8]) -> Result<(), Error> {
+        if self.raw.scan(data) {
+            return self.raw_row(wal_start, data).await;
+        }
         let decode_error = |reason: String| Error::Decode {
             lsn: format_lsn(wal_start),
             reason,
@@ -203,13 +212,16 @@ impl Session<'_> {
         match message.action.as_ref() {
             "B" => {
                 let seq = self.publisher.tracker().begin();
+                let ts = message.commit_time().unwrap_or_else(Utc::now);
+                let ts_json = serde_json::to_string(&ts).unwrap_or_default();
                 self.open = Some(OpenTx {
                     seq,
                     sent: 0,
                     commit_lsn: message.lsn().unwrap_or(wal_start),
                     end_lsn: message.end_lsn(),
                     xid: message.xid,
-                    ts: message.commit_time().unwrap_or_else(Utc::now),
+                    ts,
+                    ts_json,
                 });
                 Ok(())
             }
@@ -307,19 +319,99 @@ impl Session<'_> {
             message.columns.as_deref()
         };
         let has_key = encode_key(&mut self.key, pk, key_row.unwrap_or(&[]));
+        self.publish(route, op, has_key).await
+    }
+
+    /// A row message scanned by [`RawRow`]: the envelope is written from the message's own
+    /// JSON tokens (same document as the `serde` path writes).
+    async fn raw_row(&mut self, wal_start: u64, data: &[u8]) -> Result<(), Error> {
+        let decode_error = |reason: &str| Error::Decode {
+            lsn: format_lsn(wal_start),
+            reason: reason.to_owned(),
+        };
+        let raw = &self.raw;
+        let tx = self
+            .open
+            .as_ref()
+            .ok_or_else(|| decode_error("change outside a transaction"))?;
+        let (Ok(schema), Ok(table)) = (
+            std::str::from_utf8(&data[raw.schema.clone()]),
+            std::str::from_utf8(&data[raw.table.clone()]),
+        ) else {
+            return Err(decode_error("schema or table is not UTF-8"));
+        };
+        let Some(route) = self.routes.get(schema, table) else {
+            tracing::warn!(
+                schema,
+                table,
+                "change of a table that is not captured; skipped"
+            );
+            return Ok(());
+        };
+        let op = raw.op.unwrap_or(Op::Create);
+        let out = &mut self.value;
+        out.clear();
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(op.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"before\":");
+        if op != Op::Create && raw.has_identity {
+            write_row(out, data, &raw.identity);
+        } else {
+            out.extend_from_slice(b"null");
+        }
+        out.extend_from_slice(b",\"after\":");
+        if op != Op::Delete && raw.has_columns {
+            write_row(out, data, &raw.columns);
+        } else {
+            out.extend_from_slice(b"null");
+        }
+        let mut number = itoa::Buffer::new();
+        out.extend_from_slice(b",\"source\":{\"lsn\":");
+        out.extend_from_slice(number.format(wal_start).as_bytes());
+        out.extend_from_slice(b",\"commit_lsn\":");
+        out.extend_from_slice(number.format(tx.commit_lsn).as_bytes());
+        if let Some(xid) = tx.xid {
+            out.extend_from_slice(b",\"xid\":");
+            out.extend_from_slice(number.format(xid).as_bytes());
+        }
+        out.extend_from_slice(b",\"ts\":");
+        out.extend_from_slice(tx.ts_json.as_bytes());
+        out.extend_from_slice(b",\"schema\":\"");
+        out.extend_from_slice(schema.as_bytes());
+        out.extend_from_slice(b"\",\"table\":\"");
+        out.extend_from_slice(table.as_bytes());
+        out.extend_from_slice(b"\"}}");
+        let key_row = if op == Op::Delete {
+            &raw.identity
+        } else {
+            &raw.columns
+        };
+        let has_key = write_key(&mut self.key, data, &raw.pk, key_row);
+        self.publish(route, op, has_key).await
+    }
+
+    /// Sends the encoded value (keyed when `has_key`) and, after a delete, its tombstone.
+    async fn publish(&mut self, route: &Route, op: Op, has_key: bool) -> Result<(), Error> {
+        let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
+        let Some(tx) = self.open.as_mut() else {
+            return Err(Error::Decode {
+                lsn: "?".into(),
+                reason: "change outside a transaction".into(),
+            });
+        };
         let key = has_key.then_some(self.key.as_slice());
         self.publisher
-            .send(&route.topic, None, key, Some(&self.value), seq)
+            .send(&route.topic, None, key, Some(&self.value), tx.seq)
             .await
             .map_err(send_error)?;
         tx.sent += 1;
         route.events(op).inc();
         route
             .bytes
-            .inc_by((self.value.len() + self.key.len()) as u64);
+            .inc_by((self.value.len() + key.map_or(0, <[u8]>::len)) as u64);
         if op == Op::Delete && self.params.tombstones && has_key {
             self.publisher
-                .send(&route.topic, None, key, None, seq)
+                .send(&route.topic, None, key, None, tx.seq)
                 .await
                 .map_err(send_error)?;
             tx.sent += 1;

@@ -83,8 +83,12 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     /// Parses one message.
+    ///
+    /// The whole message is checked as UTF-8 once, then parsed from `&str`: cheaper than
+    /// `from_slice`, which validates every string and raw value separately.
     pub fn parse(data: &'a [u8]) -> Result<Self, String> {
-        serde_json::from_slice(data).map_err(|e| e.to_string())
+        let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+        serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
     /// The commit time, if present and readable.
