@@ -172,15 +172,12 @@ fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        match b.get(j)? {
-            b'"' => return Some((j + 1, escaped)),
-            b'\\' => {
-                escaped = true;
-                j += 2;
-            }
-            c if *c < 0x20 => return None,
-            _ => j += 1,
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[j] == b'"' {
+            return Some((j + 1, escaped));
         }
+        escaped = true;
+        j += 2;
     }
 }
 
