@@ -7,6 +7,9 @@
 # 2. Latency: a steady 1,000 rows/s for 60 s (pgbench, 10-row transactions at 100/s); per-row
 #    latency from the INSERT's commit to its result's commit, as the database recorded them.
 #
+#    The broker's own produce → consume latency is measured in the same run as a baseline
+#    (broker_hop_p99_ms): every row crosses the broker once on its way to the analyzer.
+#
 # Last lines: e2e_vs_sql_update_ratio=<x> and e2e_p99_ms=<y>.
 
 bench_e2e() {
@@ -66,6 +69,12 @@ bench_e2e() {
     e2e_rate=$(python3 -c "print(round($rows / ($t1 - $t0)))")
     log "pipeline: $rows profiles analyzed in $(python3 -c "print(round($t1 - $t0, 2))") s ($e2e_rate rows/s; inserts took $(python3 -c "print(round($insert_done - $t0, 2))") s)"
 
+    log "broker baseline: one message at a time through the broker alone"
+    local hop
+    hop=$(cd "$REPO_ROOT" && cargo run --quiet --release --locked -p shared --example broker_latency -- "$KAFKA_BROKERS" 200 2>/dev/null \
+        | sed -n 's/^broker_hop_p99_ms=//p')
+    log "broker alone: p99 ${hop} ms per produce → consume hop"
+
     log "phase 2: steady 1,000 rows/s for ${rate_seconds}s"
     local script="$STACK_DIR/steady.sql"
     cat >"$script" <<'SQL'
@@ -114,6 +123,7 @@ SQL
     echo "e2e_rows_per_second=$e2e_rate"
     echo "sql_update_rows_per_second=$sql_rate"
     echo "e2e_p50_ms=$p50"
+    echo "broker_hop_p99_ms=$hop"
     echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
     echo "e2e_p99_ms=$p99"
 }

@@ -35,7 +35,7 @@ pub struct Config {
     pub batch_size: usize,
 
     /// Longest time an event waits before its batch is flushed.
-    #[arg(long = "flush-interval", env = "ANALYZER_FLUSH_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long = "flush-interval", env = "ANALYZER_FLUSH_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
     pub flush_interval: Duration,
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
