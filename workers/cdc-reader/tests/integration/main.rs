@@ -9,5 +9,6 @@ mod crash;
 mod idle;
 mod large;
 mod restarts;
+mod snapshot;
 mod standby;
 mod support;

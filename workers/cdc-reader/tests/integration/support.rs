@@ -219,26 +219,36 @@ impl TopicReader {
         done: impl Fn(&[Record]) -> bool,
     ) {
         let deadline = tokio::time::Instant::now() + timeout;
+        // `done` is checked whenever the topic is quiet for a moment or a batch was read, so
+        // expensive checks over many records stay cheap.
         while !done(&self.records) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; have {} records",
-                self.records.len()
-            );
-            if let Ok(Ok(message)) =
-                tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await
-            {
-                let key = message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned());
-                let event = message
-                    .payload()
-                    .map(|p| ChangeEvent::from_slice(p).expect("payload is a change event"));
-                self.records.push(Record {
-                    partition: message.partition(),
-                    key,
-                    event,
+            if tokio::time::Instant::now() >= deadline {
+                let assignment = self.consumer.assignment().map(|a| {
+                    a.elements()
+                        .iter()
+                        .map(|e| {
+                            let marks = self.consumer.fetch_watermarks(
+                                e.topic(),
+                                e.partition(),
+                                Duration::from_secs(5),
+                            );
+                            format!(
+                                "{}[{}] {:?} at {:?}",
+                                e.topic(),
+                                e.partition(),
+                                marks,
+                                e.offset()
+                            )
+                        })
+                        .collect::<Vec<_>>()
                 });
+                panic!("timed out after {timeout:?} waiting for {what}; have {} records; {assignment:?}", self.records.len());
+            }
+            for _ in 0..1000 {
+                match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                    Ok(Ok(message)) => Self::push(&mut self.records, &message),
+                    _ => break,
+                }
             }
         }
     }
