@@ -35,7 +35,7 @@ async fn every_kind_of_change_comes_out_right() {
     wait_for("slot streaming", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     })
     .await;
 

@@ -37,7 +37,7 @@ async fn kill_nine_five_times_loses_nothing() {
     let active = || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     };
 
     let mut reader = start();

@@ -26,7 +26,7 @@ async fn slot_advances_on_keepalives() {
     wait_for("slot streaming", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     })
     .await;
     let start = confirmed_flush(&pool, &slot).await.unwrap();
@@ -67,7 +67,7 @@ async fn slot_advances_on_heartbeats() {
     wait_for("slot streaming", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     })
     .await;
     let mark = current_wal_lsn(&pool).await;

@@ -11,17 +11,13 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_rows_in_one_transaction() {
     let env = TestEnv::get();
-    // A broker of its own (see the snapshot test): the shared one must not see two heavy
-    // producers at once.
-    let broker = PrivateBroker::start();
-    let brokers = broker.brokers();
     let db = env.database("cdc_large").await;
     let pool = db.pool.clone();
     let slot = unique_name("cdc_slot");
     let prefix = unique_name("cdct");
     let reader = InProcess::start(config(
         &db.url,
-        &brokers,
+        &env.kafka_brokers,
         &slot,
         &prefix,
         &["--max-in-flight", "5000", "--snapshot", "never"],
@@ -29,7 +25,7 @@ async fn hundred_thousand_rows_in_one_transaction() {
     wait_for("slot streaming", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     })
     .await;
 
@@ -51,7 +47,7 @@ async fn hundred_thousand_rows_in_one_transaction() {
         started.elapsed()
     );
 
-    let mut read = TopicReader::new(&brokers, &topics(&prefix)[..1]).await;
+    let mut read = TopicReader::new(&env.kafka_brokers, &topics(&prefix)[..1]).await;
     read.read_until("100k events", Duration::from_secs(120), |r| {
         r.len() >= 100_000
     })

@@ -24,8 +24,9 @@ async fn postgres_restart_loses_nothing() {
         &prefix,
         &["--reconnect-backoff-max", "1s"],
     ));
-    let active =
-        |pool: PgPool, slot: String| async move { slot_active(&pool, &slot).await.then_some(()) };
+    let active = |pool: PgPool, slot: String| async move {
+        slot_streaming(&pool, &slot).await.then_some(())
+    };
     wait_for("slot streaming", Duration::from_secs(30), || {
         active(pool.clone(), slot.clone())
     })
@@ -100,8 +101,9 @@ async fn broker_outage_loses_nothing() {
         &prefix,
         &["--snapshot", "never"],
     ));
-    let active =
-        |pool: PgPool, slot: String| async move { slot_active(&pool, &slot).await.then_some(()) };
+    let active = |pool: PgPool, slot: String| async move {
+        slot_streaming(&pool, &slot).await.then_some(())
+    };
     wait_for("slot streaming", Duration::from_secs(30), || {
         active(pool.clone(), slot.clone())
     })

@@ -20,12 +20,6 @@ async fn marker_exists(pool: &sqlx::PgPool, slot: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_snapshot_is_redone_and_complete() {
     let env = TestEnv::get();
-    // A broker of its own: with this test and the 100,000-row one producing at once, the
-    // shared test broker (Tansu 0.1.2, memory storage) acknowledged all 100,000 messages of the
-    // other test without storing any (watermarks 0/0), most likely in its idempotent-producer
-    // bookkeeping. Heavy producers therefore get a broker each.
-    let broker = PrivateBroker::start();
-    let brokers = broker.brokers();
     let db = env.database("cdc_snapshot").await;
     let pool = db.pool.clone();
     insert_profiles(&pool, 30_000).await;
@@ -37,7 +31,7 @@ async fn interrupted_snapshot_is_redone_and_complete() {
         .into_owned();
     let args = ["--snapshot-chunk-rows", "500", "--max-in-flight", "1000"];
 
-    let mut first = Spawned::start(&db.url, &brokers, &slot, &prefix, &args, &log);
+    let mut first = Spawned::start(&db.url, &env.kafka_brokers, &slot, &prefix, &args, &log);
     wait_for("the slot to be created", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
@@ -51,7 +45,7 @@ async fn interrupted_snapshot_is_redone_and_complete() {
         if interrupted { "before" } else { "after" }
     );
 
-    let mut second = Spawned::start(&db.url, &brokers, &slot, &prefix, &args, &log);
+    let mut second = Spawned::start(&db.url, &env.kafka_brokers, &slot, &prefix, &args, &log);
     wait_for("the snapshot to complete", Duration::from_secs(60), || {
         let pool = pool.clone();
         let slot = slot.clone();
@@ -63,7 +57,7 @@ async fn interrupted_snapshot_is_redone_and_complete() {
         .await
         .unwrap();
 
-    let mut read = TopicReader::new(&brokers, &topics(&prefix)[..1]).await;
+    let mut read = TopicReader::new(&env.kafka_brokers, &topics(&prefix)[..1]).await;
     read.read_until(
         "every row as a snapshot read, then the insert",
         Duration::from_secs(90),

@@ -34,7 +34,7 @@ async fn standby_takes_over_within_ten_seconds() {
     wait_for("slot streaming", Duration::from_secs(30), || {
         let pool = pool.clone();
         let slot = slot.clone();
-        async move { slot_active(&pool, &slot).await.then_some(()) }
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
     })
     .await;
     let mut b = Spawned::start(&db.url, &env.kafka_brokers, &slot, &prefix, &[], &log_b);

@@ -741,3 +741,17 @@ pub async fn drop_slot(pool: &PgPool, slot: &str) {
     .execute(pool)
     .await;
 }
+
+/// Whether a walsender is streaming the slot (`START_REPLICATION` done). An active slot is not
+/// enough: while `CREATE_REPLICATION_SLOT` waits for a consistent point the slot is already
+/// active, and transactions that commit meanwhile belong to the snapshot, not the stream.
+pub async fn slot_streaming(pool: &PgPool, slot: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+         WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming'))",
+    )
+    .bind(slot)
+    .fetch_one(pool)
+    .await
+    .unwrap_or(false)
+}
