@@ -166,6 +166,11 @@ impl Reader {
     async fn run(self) -> Result<(), Error> {
         let mut failures = 0u32;
         loop {
+            self.health.set(
+                "replication",
+                false,
+                "standby: waiting for the slot's leadership lock",
+            );
             let Some(leadership) = leader::acquire(
                 &self.lock_options,
                 &self.config.slot,

@@ -23,6 +23,9 @@ use crate::raw_row::{write_key, write_row, RawRow};
 use crate::topics::{Route, Routes};
 use crate::wal2json::Message;
 
+/// Key of truncate events: they concern no row, but compacted topics refuse null keys.
+pub const TRUNCATE_KEY: &[u8] = b"{}";
+
 /// Settings of a streaming session.
 #[derive(Debug, Clone)]
 pub struct StreamParams {
@@ -293,14 +296,20 @@ impl Session<'_> {
         let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
 
         if op == Op::Truncate {
-            // No key: sent to every partition, so each consumer sees it in order with the
-            // row events of its partition.
+            // Sent to every partition, so each consumer sees it in order with the row events
+            // of its partition. Keyed `{}` (no row): compacted topics refuse null keys.
             for partition in 0..route.partitions {
                 self.publisher
                     .wait_for_room(self.params.max_in_flight)
                     .await?;
                 self.publisher
-                    .send(&route.topic, Some(partition), None, Some(&self.value), seq)
+                    .send(
+                        &route.topic,
+                        Some(partition),
+                        Some(TRUNCATE_KEY),
+                        Some(&self.value),
+                        seq,
+                    )
                     .await
                     .map_err(send_error)?;
                 tx.sent += 1;

@@ -167,6 +167,10 @@ async fn every_kind_of_change_comes_out_right() {
     let mut partitions: Vec<_> = truncates.iter().map(|r| r.partition).collect();
     partitions.sort();
     assert_eq!(partitions, vec![0, 1, 2]);
+    assert!(
+        truncates.iter().all(|r| r.key.as_deref() == Some("{}")),
+        "truncates are keyed {{}}"
+    );
     assert!(truncates.iter().all(|r| {
         let e = r.event.as_ref().unwrap();
         e.before.is_none() && e.after.is_none()
