@@ -8,6 +8,12 @@
 //! `START_REPLICATION`, after which the connection is in CopyBoth mode and carries
 //! [`crate::protocol`] messages both ways.
 //!
+//! Why not a replication crate: `pg_walstream` (31k lines, pgoutput-centred, MSRV above the
+//! workspace's, TLS through aws-lc) and `pgwire-replication` (built around pgoutput
+//! publications) would bring far more than the few hundred lines needed here, and would hide
+//! the two things the reader must control: when the socket is read (backpressure) and exactly
+//! which position is reported back (the confirmation guarantee).
+//!
 //! Reading is explicit ([`ReplicationConnection::fill`] then
 //! [`ReplicationConnection::next_frame`]) so the caller decides when *not* to read: that is
 //! the reader's backpressure, the server keeps the rest of the stream.
