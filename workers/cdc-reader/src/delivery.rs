@@ -248,8 +248,9 @@ impl std::fmt::Debug for Publisher {
 }
 
 /// The producer settings on top of [`shared::kafka::producer_config`]: messages never expire
-/// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), and
-/// the local queue is sized to hold everything the reader lets fly.
+/// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), keys
+/// are partitioned like the Java client does, and the local queue is sized to hold everything
+/// the reader lets fly. Each can be overridden with `--kafka-property`.
 pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::ClientConfig {
     let mut config = shared::kafka::producer_config(kafka, "cdc-reader");
     let overridden = |key: &str| kafka.properties.iter().any(|(k, _)| k == key);
@@ -261,6 +262,11 @@ pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::Clie
             "queue.buffering.max.messages",
             (max_in_flight + 10_000).min(2_000_000).to_string(),
         );
+    }
+    if !overridden("partitioner") {
+        // The Java client's partitioner (what Debezium uses): a key lands on the same
+        // partition whichever client wrote it.
+        config.set("partitioner", "murmur2_random");
     }
     if !overridden("queue.buffering.max.kbytes") {
         config.set("queue.buffering.max.kbytes", "1048576");
