@@ -8,9 +8,6 @@
 //! as a JSON string in the same `DateStyle`/`TimeZone`), so snapshot and streamed events look
 //! alike.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use chrono::Utc;
 use serde_json::value::RawValue;
 use shared::envelope::Op;
@@ -35,28 +32,7 @@ pub struct SnapshotParams {
 
 /// Copies every captured table as of `snapshot_name` and hands every row to the producer
 /// (the caller waits for the acknowledgements). Returns the number of rows.
-///
-/// Boxed with an explicit `Send` bound: sqlx's executor lifetimes otherwise defeat the
-/// compiler's `Send` inference for the caller's spawned future.
-pub fn run<'a>(
-    conn: PgConnection,
-    snapshot_name: &'a str,
-    routes: &'a Routes,
-    publisher: &'a Publisher,
-    params: SnapshotParams,
-    shutdown: &'a shared::shutdown::Shutdown,
-) -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send + 'a>> {
-    Box::pin(copy(
-        conn,
-        snapshot_name,
-        routes,
-        publisher,
-        params,
-        shutdown,
-    ))
-}
-
-async fn copy(
+pub async fn run(
     mut conn: PgConnection,
     snapshot_name: &str,
     routes: &Routes,
