@@ -256,6 +256,12 @@ impl ReplicationConnection {
             ("DateStyle", "ISO, YMD"),
             ("IntervalStyle", "iso_8601"),
             ("extra_float_digits", "3"),
+            // If this host vanishes (power, network), the server notices within seconds and
+            // frees the slot for a standby, instead of waiting for wal_sender_timeout.
+            ("tcp_keepalives_idle", "5"),
+            ("tcp_keepalives_interval", "2"),
+            ("tcp_keepalives_count", "3"),
+            ("tcp_user_timeout", "10000"),
         ];
         frontend::startup_message(startup.iter().copied(), &mut conn.write_buf)?;
         conn.flush().await?;

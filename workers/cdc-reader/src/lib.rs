@@ -112,7 +112,14 @@ impl Reader {
             .database_url
             .parse::<PgConnectOptions>()
             .map_err(Error::db("reading DATABASE_URL"))?
-            .application_name("cdc-reader-lock");
+            .application_name("cdc-reader-lock")
+            // The server drops a vanished leader's session (and its lock) within seconds.
+            .options([
+                ("tcp_keepalives_idle", "5"),
+                ("tcp_keepalives_interval", "2"),
+                ("tcp_keepalives_count", "3"),
+                ("tcp_user_timeout", "10000"),
+            ]);
         let pool = retry(&shutdown, "connecting to PostgreSQL", || async {
             shared::db::connect(&config.postgres, "cdc-reader")
                 .await
