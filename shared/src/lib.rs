@@ -12,6 +12,7 @@
 //! - [`health`]: the `/metrics`, `/healthz` and `/readyz` HTTP endpoints.
 //! - [`db`]: the PostgreSQL pool and the embedded sqlx migrations.
 //! - [`kafka`]: producer and consumer settings with the delivery guarantees the pipeline needs.
+//! - [`dlq`]: dead letters, the payload poison input is set aside with.
 //! - [`envelope`]: the change event the CDC reader publishes and the consumers read.
 //! - [`redact`]: connection strings made safe to log.
 //! - [`process`]: telemetry, runtime and exit code around a worker's work.
@@ -21,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod db;
+pub mod dlq;
 pub mod envelope;
 pub mod health;
 pub mod kafka;

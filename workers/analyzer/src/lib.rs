@@ -82,6 +82,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         result_topic: ANALYSIS_TOPIC.to_owned(),
         batch_size: config.batch_size.max(1),
         flush_interval: config.flush_interval,
+        group: config.group_id.clone(),
     });
     let result = Arc::clone(&worker).run(shutdown.clone()).await;
     // Offsets of written batches were committed asynchronously; make sure they are out.

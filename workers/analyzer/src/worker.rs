@@ -16,6 +16,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use saju::Options;
+use shared::dlq::{dead_letter, Failure, Kind, Original};
 use shared::envelope::ChangeEvent;
 use shared::kafka::LagContext;
 use shared::shutdown::Shutdown;
@@ -31,8 +32,8 @@ use crate::writeback::{self, Outcome};
 /// One consumed message, reduced to what the writer needs.
 #[derive(Debug)]
 struct Item {
-    partition: i32,
-    offset: i64,
+    /// The message as consumed, for a dead letter (its offset and partition too).
+    original: Original,
     position: (u64, u64),
     work: Work,
 }
@@ -41,12 +42,8 @@ struct Item {
 enum Work {
     Analyze(Profile),
     Skip,
-    /// Unreadable: forwarded to the DLQ with the raw payload.
-    Malformed {
-        reason: String,
-        key: Option<Vec<u8>>,
-        payload: Vec<u8>,
-    },
+    /// Unreadable: forwarded to the DLQ with the reason.
+    Malformed(String),
 }
 
 /// A batch whose results are committed in the database: what is left to publish, and the
@@ -55,6 +52,7 @@ enum Work {
 struct Written {
     outcomes: Vec<Outcome>,
     written: HashSet<Uuid>,
+    /// Dead letters: the original key and the payload.
     dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     offsets: HashMap<i32, i64>,
 }
@@ -78,6 +76,8 @@ pub(crate) struct Worker {
     pub(crate) result_topic: String,
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
+    /// Consumer group, named in dead letters.
+    pub(crate) group: String,
 }
 
 impl Worker {
@@ -154,19 +154,11 @@ impl Worker {
             Err(e) => {
                 self.metrics.errors.with_label_values(&["malformed"]).inc();
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "malformed event");
-                (
-                    (0, 0),
-                    Work::Malformed {
-                        reason: e.to_string(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        payload: payload.to_vec(),
-                    },
-                )
+                ((0, 0), Work::Malformed(e.to_string()))
             }
         };
         Item {
-            partition: message.partition(),
-            offset: message.offset(),
+            original: Original::from_message(message),
             position,
             work,
         }
@@ -187,7 +179,8 @@ impl Worker {
             }
             let started = Instant::now();
             let size = batch.items.len();
-            let span = tracing::info_span!("batch", size, first_offset = batch.items[0].offset);
+            let span =
+                tracing::info_span!("batch", size, first_offset = batch.items[0].original.offset);
             let Some(written) = self
                 .write(batch, &shutdown)
                 .instrument(span.clone())
@@ -225,28 +218,35 @@ impl Worker {
     async fn write(&self, batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Option<Written>> {
         // The latest event of each row wins within a batch; older ones are superseded.
         let mut latest: HashMap<Uuid, (u64, u64, Profile)> = HashMap::new();
+        let mut originals: HashMap<Uuid, Original> = HashMap::new();
+        let failed_at = chrono::Utc::now();
         let mut offsets: HashMap<i32, i64> = HashMap::new();
         let mut dead: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
         for item in batch.items {
-            let next = offsets.entry(item.partition).or_insert(item.offset);
-            *next = (*next).max(item.offset);
+            let offset = item.original.offset;
+            let next = offsets.entry(item.original.partition).or_insert(offset);
+            *next = (*next).max(offset);
             match item.work {
                 Work::Analyze(profile) => {
                     let (commit_lsn, lsn) = item.position;
                     match latest.get(&profile.id) {
                         Some((c, l, _)) if (*c, *l) > (commit_lsn, lsn) => {}
                         _ => {
+                            originals.insert(profile.id, item.original);
                             latest.insert(profile.id, (commit_lsn, lsn, profile));
                         }
                     }
                 }
                 Work::Skip => {}
-                Work::Malformed {
-                    reason,
-                    key,
-                    payload,
-                } => {
-                    dead.push((key, dead_letter(&reason, "malformed", &payload)));
+                Work::Malformed(message) => {
+                    let failure = Failure {
+                        kind: Kind::Decode,
+                        reason: "malformed",
+                        message: &message,
+                    };
+                    let letter =
+                        dead_letter(&item.original, failure, "analyzer", &self.group, failed_at);
+                    dead.push((item.original.key.clone(), letter.to_string().into_bytes()));
                 }
             }
         }
@@ -284,19 +284,18 @@ impl Worker {
         for outcome in &outcomes {
             if let Err(e) = &outcome.result {
                 self.metrics.errors.with_label_values(&[e.kind()]).inc();
-                if written.contains(&outcome.profile.id) {
-                    let key = format!("{{\"id\":\"{}\"}}", outcome.profile.id).into_bytes();
-                    let body = serde_json::json!({
-                        "id": outcome.profile.id,
-                        "birth_date": outcome.profile.inputs.birth_date,
-                        "is_solar": outcome.profile.inputs.is_solar,
-                        "is_leap_month": outcome.profile.inputs.is_leap_month,
-                        "gender": outcome.profile.inputs.gender,
-                    });
-                    dead.push((
-                        Some(key),
-                        dead_letter(&e.to_string(), e.kind(), body.to_string().as_bytes()),
-                    ));
+                let original = originals.get(&outcome.profile.id);
+                if let (true, Some(original)) = (written.contains(&outcome.profile.id), original) {
+                    let message = e.to_string();
+                    let failure = Failure {
+                        kind: Kind::InvalidInput,
+                        reason: e.kind(),
+                        message: &message,
+                    };
+                    let mut letter =
+                        dead_letter(original, failure, "analyzer", &self.group, failed_at);
+                    letter["profile_id"] = serde_json::json!(outcome.profile.id);
+                    dead.push((original.key.clone(), letter.to_string().into_bytes()));
                 }
             }
         }
@@ -404,22 +403,4 @@ fn result_event(outcome: &Outcome, document: &str) -> Vec<u8> {
     out.extend_from_slice(document.as_bytes());
     out.push(b'}');
     out
-}
-
-/// The dead-letter payload: why, what kind, which worker, and the input.
-fn dead_letter(reason: &str, kind: &str, payload: &[u8]) -> Vec<u8> {
-    let original = match serde_json::from_slice::<serde_json::Value>(payload) {
-        Ok(value) => value,
-        Err(_) => serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()),
-    };
-    serde_json::json!({
-        "reason": reason,
-        "error_kind": kind,
-        "worker": "analyzer",
-        "worker_version": env!("CARGO_PKG_VERSION"),
-        "failed_at": chrono::Utc::now(),
-        "original": original,
-    })
-    .to_string()
-    .into_bytes()
 }

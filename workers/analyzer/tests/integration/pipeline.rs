@@ -397,9 +397,21 @@ async fn a_profile_with_a_bad_date_ends_in_the_dlq_and_the_row_says_why() {
         .expect("a dead letter")
         .unwrap();
     let letter: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-    assert_eq!(letter["error_kind"], "out_of_range");
-    assert_eq!(letter["original"]["id"], bad.to_string());
-    assert!(letter["reason"].as_str().unwrap().contains("1840"));
+    assert_eq!(letter["error"]["kind"], "invalid_input");
+    assert_eq!(letter["error"]["reason"], "out_of_range");
+    assert!(letter["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1840"));
+    assert_eq!(letter["profile_id"], bad.to_string());
+    // The original CDC event, as consumed: replayable as is.
+    let original: Value =
+        serde_json::from_str(letter["original"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(original["after"]["id"], bad.to_string());
+    assert_eq!(
+        message.key(),
+        Some(format!("{{\"id\":\"{bad}\"}}").as_bytes())
+    );
 
     shutdown.trigger();
     analyzer.await.unwrap().unwrap();

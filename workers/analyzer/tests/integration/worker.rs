@@ -228,10 +228,26 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
             .expect("3 dead letters")
             .unwrap();
         let letter: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-        reasons.push(letter["error_kind"].as_str().unwrap().to_owned());
+        // The documented dead-letter shape: the original message and why.
+        assert_eq!(letter["worker"], "analyzer");
+        assert!(letter["original"]["offset"].is_number(), "{letter}");
+        assert!(letter["original"]["value"].is_string(), "{letter}");
+        assert!(!letter["error"]["message"].as_str().unwrap().is_empty());
+        reasons.push(format!(
+            "{}/{}",
+            letter["error"]["kind"].as_str().unwrap(),
+            letter["error"]["reason"].as_str().unwrap()
+        ));
     }
     reasons.sort();
-    assert_eq!(reasons, ["invalid_date", "malformed", "out_of_range"]);
+    assert_eq!(
+        reasons,
+        [
+            "decode/malformed",
+            "invalid_input/invalid_date",
+            "invalid_input/out_of_range"
+        ]
+    );
 
     // Its own write-back comes back as an update: nothing is written again.
     let before = row_of(&db, solar).await;
