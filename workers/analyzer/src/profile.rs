@@ -31,6 +31,8 @@ pub struct Inputs {
 pub struct Profile {
     /// Primary key.
     pub id: Uuid,
+    /// `(commit_lsn, lsn)` of the event the inputs were read from.
+    pub position: (u64, u64),
     /// The inputs the result will be computed from.
     pub inputs: Inputs,
 }
@@ -120,7 +122,11 @@ pub fn decide(event: &ChangeEvent, fingerprint: &Fingerprint) -> Result<Decision
             return Ok(Decision::Skip(SkipReason::Unchanged));
         }
     }
-    Ok(Decision::Analyze(Profile { id, inputs }))
+    Ok(Decision::Analyze(Profile {
+        id,
+        position: event.position(),
+        inputs,
+    }))
 }
 
 /// Fingerprints of inputs under the analyzer's conventions and engine version: equal

@@ -7,10 +7,11 @@
 //! and waits for the broker, and only then commits the batch's offsets. A crash anywhere
 //! replays the batch; the write is idempotent, so a replay changes nothing that was written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -34,7 +35,6 @@ use crate::writeback::{self, Outcome};
 struct Item {
     /// The message as consumed, for a dead letter (its offset and partition too).
     original: Original,
-    position: (u64, u64),
     work: Work,
 }
 
@@ -51,7 +51,8 @@ enum Work {
 #[derive(Debug)]
 struct Written {
     outcomes: Vec<Outcome>,
-    written: HashSet<Uuid>,
+    /// Rows the write-back changed, and the `analyzed_at` it recorded.
+    written: HashMap<Uuid, DateTime<Utc>>,
     /// Dead letters: the original key and the payload.
     dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     offsets: HashMap<i32, i64>,
@@ -134,32 +135,31 @@ impl Worker {
 
     fn read(&self, message: &BorrowedMessage<'_>) -> Item {
         let payload = message.payload().unwrap_or_default();
-        let (position, work) = match ChangeEvent::from_slice(payload)
+        let work = match ChangeEvent::from_slice(payload)
             .map_err(MalformedEvent::NotAnEnvelope)
             .and_then(|event| {
                 self.metrics
                     .events_consumed
                     .with_label_values(&[event.op.as_str()])
                     .inc();
-                decide(&event, &self.fingerprint).map(|d| (event.position(), d))
+                decide(&event, &self.fingerprint)
             }) {
-            Ok((position, Decision::Analyze(profile))) => (position, Work::Analyze(profile)),
-            Ok((position, Decision::Skip(reason))) => {
+            Ok(Decision::Analyze(profile)) => Work::Analyze(profile),
+            Ok(Decision::Skip(reason)) => {
                 self.metrics
                     .skipped
                     .with_label_values(&[reason.as_str()])
                     .inc();
-                (position, Work::Skip)
+                Work::Skip
             }
             Err(e) => {
                 self.metrics.errors.with_label_values(&["malformed"]).inc();
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "malformed event");
-                ((0, 0), Work::Malformed(e.to_string()))
+                Work::Malformed(e.to_string())
             }
         };
         Item {
             original: Original::from_message(message),
-            position,
             work,
         }
     }
@@ -217,7 +217,7 @@ impl Worker {
     /// unreachable (the batch will be replayed by the partitions' next owner).
     async fn write(&self, batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Option<Written>> {
         // The latest event of each row wins within a batch; older ones are superseded.
-        let mut latest: HashMap<Uuid, (u64, u64, Profile)> = HashMap::new();
+        let mut latest: HashMap<Uuid, Profile> = HashMap::new();
         let mut originals: HashMap<Uuid, Original> = HashMap::new();
         let failed_at = chrono::Utc::now();
         let mut offsets: HashMap<i32, i64> = HashMap::new();
@@ -227,16 +227,13 @@ impl Worker {
             let next = offsets.entry(item.original.partition).or_insert(offset);
             *next = (*next).max(offset);
             match item.work {
-                Work::Analyze(profile) => {
-                    let (commit_lsn, lsn) = item.position;
-                    match latest.get(&profile.id) {
-                        Some((c, l, _)) if (*c, *l) > (commit_lsn, lsn) => {}
-                        _ => {
-                            originals.insert(profile.id, item.original);
-                            latest.insert(profile.id, (commit_lsn, lsn, profile));
-                        }
+                Work::Analyze(profile) => match latest.get(&profile.id) {
+                    Some(newer) if newer.position > profile.position => {}
+                    _ => {
+                        originals.insert(profile.id, item.original);
+                        latest.insert(profile.id, profile);
                     }
-                }
+                },
                 Work::Skip => {}
                 Work::Malformed(message) => {
                     let failure = Failure {
@@ -250,7 +247,7 @@ impl Worker {
                 }
             }
         }
-        let profiles: Vec<Profile> = latest.into_values().map(|(_, _, p)| p).collect();
+        let profiles: Vec<Profile> = latest.into_values().collect();
         let outcomes = {
             let options = self.options;
             let fingerprint = self.fingerprint.clone();
@@ -272,7 +269,7 @@ impl Worker {
                 }
             }
         };
-        let written: HashSet<Uuid> = written.into_iter().collect();
+        let written: HashMap<Uuid, DateTime<Utc>> = written.into_iter().collect();
         let stale = outcomes.len() - written.len();
         if stale > 0 {
             self.metrics
@@ -285,7 +282,9 @@ impl Worker {
             if let Err(e) = &outcome.result {
                 self.metrics.errors.with_label_values(&[e.kind()]).inc();
                 let original = originals.get(&outcome.profile.id);
-                if let (true, Some(original)) = (written.contains(&outcome.profile.id), original) {
+                if let (true, Some(original)) =
+                    (written.contains_key(&outcome.profile.id), original)
+                {
                     let message = e.to_string();
                     let failure = Failure {
                         kind: Kind::InvalidInput,
@@ -316,12 +315,12 @@ impl Worker {
             ..
         } = batch;
         let mut sends = Vec::new();
-        for outcome in outcomes.iter().filter(|o| written.contains(&o.profile.id)) {
-            let Ok(computed) = &outcome.result else {
+        for outcome in outcomes {
+            let Some(analyzed_at) = written.get(&outcome.profile.id) else {
                 continue;
             };
             let key = format!("{{\"id\":\"{}\"}}", outcome.profile.id);
-            let payload = result_event(outcome, &computed.document);
+            let payload = result_event(outcome, *analyzed_at);
             let producer = self.producer.clone();
             let topic = self.result_topic.clone();
             sends.push(tokio::spawn(async move {
@@ -381,26 +380,40 @@ impl Worker {
     }
 }
 
-/// The `saju.analysis.v1` payload: the row, the inputs, and the document.
-fn result_event(outcome: &Outcome, document: &str) -> Vec<u8> {
-    let inputs = &outcome.profile.inputs;
-    let header = serde_json::json!({
-        "id": outcome.profile.id,
+/// The `saju.analysis.v1` payload (`redpanda/schemas/saju.analysis.v1.schema.json`): the row,
+/// the inputs and event position it was computed from, and the document or the error.
+fn result_event(outcome: &Outcome, analyzed_at: DateTime<Utc>) -> Vec<u8> {
+    let profile = &outcome.profile;
+    let inputs = &profile.inputs;
+    let mut header = serde_json::json!({
+        "profile_id": profile.id,
+        "status": if outcome.result.is_ok() { "done" } else { "error" },
         "analysis_version": saju::json::VERSION,
+        "analyzed_at": analyzed_at,
         "input": {
+            "commit_lsn": profile.position.0,
+            "lsn": profile.position.1,
             "birth_date": inputs.birth_date,
             "is_solar": inputs.is_solar,
             "is_leap_month": inputs.is_leap_month,
             "gender": inputs.gender,
             "fingerprint": outcome.fingerprint,
         },
-    })
-    .to_string();
-    // Splice the already-serialized document in rather than parsing it again.
-    let mut out = Vec::with_capacity(header.len() + document.len() + 16);
-    out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
-    out.extend_from_slice(b",\"analysis\":");
-    out.extend_from_slice(document.as_bytes());
-    out.push(b'}');
-    out
+    });
+    match &outcome.result {
+        Err(e) => {
+            header["error"] = serde_json::json!(e.to_string());
+            header.to_string().into_bytes()
+        }
+        Ok(computed) => {
+            // Splice the already-serialized document in rather than parsing it again.
+            let header = header.to_string();
+            let mut out = Vec::with_capacity(header.len() + computed.document.len() + 16);
+            out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
+            out.extend_from_slice(b",\"result\":");
+            out.extend_from_slice(computed.document.as_bytes());
+            out.push(b'}');
+            out
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! and only if the row does not already record this very fingerprint (a redelivered event
 //! writes nothing, so it makes no new change event either).
 
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use saju::{Analysis, Options};
 use sqlx::PgPool;
@@ -67,8 +68,11 @@ pub fn compute(profile: Profile, options: &Options, fingerprint: &Fingerprint) -
 }
 
 /// The batch write-back: one `UPDATE … FROM UNNEST(…)` for successes and errors alike.
-/// Returns the ids of the rows it changed.
-pub async fn write(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Returns the ids of the rows it changed, with the time recorded in `analyzed_at`.
+pub async fn write(
+    pool: &PgPool,
+    outcomes: &[Outcome],
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
     let n = outcomes.len();
     let mut ids = Vec::with_capacity(n);
     let mut births = Vec::with_capacity(n);
@@ -108,7 +112,7 @@ pub async fn write(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Uuid>, sql
         }
     }
     let [yg, yj, mg, mj, dg, dj, hg, hj] = codes;
-    sqlx::query_scalar(
+    sqlx::query_as(
         "UPDATE saju_profiles AS p SET \
             year_gan = u.yg, year_ji = u.yj, month_gan = u.mg, month_ji = u.mj, \
             day_gan = u.dg, day_ji = u.dj, hour_gan = u.hg, hour_ji = u.hj, \
@@ -123,7 +127,7 @@ pub async fn write(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Uuid>, sql
            AND p.birth_date = u.birth_date AND p.is_solar = u.is_solar AND p.is_leap_month = u.is_leap_month \
            AND p.gender IS NOT DISTINCT FROM u.gender \
            AND p.analysis_input IS DISTINCT FROM u.input \
-         RETURNING p.id",
+         RETURNING p.id, p.analyzed_at",
     )
     .bind(&ids)
     .bind(&births)

@@ -249,6 +249,41 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
         ]
     );
 
+    // One saju.analysis.v1 event per written result, as documented.
+    let results: StreamConsumer =
+        consumer_config(&kafka, &env.consumer(), &unique_name("results"), "test")
+            .create()
+            .unwrap();
+    results
+        .subscribe(&[shared::topics::ANALYSIS_TOPIC])
+        .unwrap();
+    let mut seen: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    while !(seen.contains_key(&solar.to_string()) && seen.contains_key(&too_old.to_string())) {
+        let message = tokio::time::timeout(Duration::from_secs(60), results.recv())
+            .await
+            .expect("result events")
+            .unwrap();
+        let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        if let Some(id) = event["profile_id"].as_str() {
+            seen.insert(id.to_owned(), event);
+        }
+    }
+    let done = &seen[&solar.to_string()];
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["analysis_version"], 1);
+    assert!(
+        done["input"]["commit_lsn"].as_u64().unwrap() >= 100,
+        "{done}"
+    );
+    assert_eq!(done["result"]["codes"], json!([0, 14, 2, 12, 4, 20, 7, 19]));
+    let failed = &seen[&too_old.to_string()];
+    assert_eq!(failed["status"], "error");
+    assert!(failed["error"]
+        .as_str()
+        .unwrap()
+        .contains("outside the supported range"));
+    assert!(failed.get("result").is_none());
+
     // Its own write-back comes back as an update: nothing is written again.
     let before = row_of(&db, solar).await;
     let updated_at = || async {
