@@ -2,7 +2,9 @@
 //!
 //! The CDC reader publishes it; the analyzer and the asset worker read it. Keys of a CDC topic
 //! are the row's primary key as a JSON object (`{"id": "…"}`), so every change of one row lands
-//! on one partition, in commit order.
+//! on one partition, in commit order. A delete is followed by a tombstone (the key, no value)
+//! unless tombstones are turned off; a truncate is published once per partition with the key
+//! `{}` (compacted topics refuse null keys).
 //!
 //! Contract (see `redpanda/schemas/cdc-envelope.schema.json`):
 //! - `op`: `c` insert, `u` update, `d` delete, `r` snapshot read, `t` truncate.
