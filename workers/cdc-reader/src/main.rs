@@ -16,27 +16,8 @@ fn main() -> ExitCode {
         eprintln!("cdc-reader: {message}");
         return ExitCode::from(2);
     }
-    if let Err(e) = shared::telemetry::init(&cli.telemetry) {
-        eprintln!("cdc-reader: {e:#}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cdc-reader: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "cdc-reader stopped");
-            ExitCode::FAILURE
-        }
-    }
+    let telemetry = cli.telemetry.clone();
+    shared::process::run_main("cdc-reader", &telemetry, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
