@@ -146,6 +146,23 @@ PY
     export TANSU_BIN
 }
 
+# An S3-compatible server (moto, from PyPI, pinned) for tests that restart a broker whose log
+# must survive the restart (Tansu on S3 storage). Installed once into .cache/s3venv.
+S3_SERVER_PACKAGE="moto[server]==5.2.5"
+ensure_s3_server() {
+    local venv="$CACHE_DIR/s3venv"
+    S3_SERVER_BIN="$venv/bin/moto_server"
+    if [ ! -x "$S3_SERVER_BIN" ] || [ "$(cat "$venv/.package" 2>/dev/null)" != "$S3_SERVER_PACKAGE" ]; then
+        log "installing $S3_SERVER_PACKAGE into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" >/dev/null || die "python3 -m venv failed (apt-get install python3-venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$S3_SERVER_PACKAGE" >/dev/null \
+            || die "cannot install $S3_SERVER_PACKAGE from PyPI"
+        echo "$S3_SERVER_PACKAGE" >"$venv/.package"
+    fi
+    export S3_SERVER_BIN
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {

@@ -83,8 +83,8 @@ async fn postgres_restart_loses_nothing() {
 /// partitioned broker would be) while changes keep being committed: nothing committed during
 /// the outage may be confirmed, and once the broker answers again every change arrives.
 ///
-/// A kill-and-restart cannot be checked for "nothing missing" against the test broker: its
-/// storage is in memory, so a restart loses everything it had acknowledged.
+/// A kill-and-restart is checked by `broker_restart_loses_nothing`, on a broker whose log lives
+/// in S3 storage (a memory-storage broker forgets what it acknowledged when restarted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_nothing() {
     let env = TestEnv::get();
@@ -167,4 +167,109 @@ async fn broker_outage_loses_nothing() {
     reference.drop(&pool).await;
     drop_slot(&pool, &slot).await;
     db.drop_database().await;
+}
+
+/// The broker is stopped mid-stream and started again on the same storage while
+/// changes keep being committed: the reader rides it out, and every committed change is in the
+/// topics afterwards (compared by table, key and LSN with a second slot); the slot is confirmed
+/// past the end.
+///
+/// Not in the default run: against Tansu on S3 storage it passes about half the time; in the
+/// other runs 1–23 of ~1,300–7,000 changes are missing from the topics. A broker-only check
+/// (3,000 acknowledged messages from one idempotent producer, the broker restarted midway) lost
+/// nothing, so whether the loss is the reader's or the broker's under concurrent in-flight
+/// batches is still open. Run it with `scripts/test -p cdc-reader -- --ignored broker_restart`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "intermittent loss across a broker restart, under investigation"]
+async fn broker_restart_loses_nothing() {
+    let env = TestEnv::get();
+    let s3 = PrivateS3::start();
+    let mut broker = PrivateBroker::start_on_s3(&s3);
+    let brokers = broker.brokers();
+    let db = env.database("cdc_broker_restart").await;
+    let pool = db.pool.clone();
+    let slot = unique_name("cdc_slot");
+    let prefix = unique_name("cdct");
+    let log = std::env::temp_dir().join(format!("{slot}.log"));
+    let mut reader = Spawned::start(
+        &db.url,
+        &brokers,
+        &slot,
+        &prefix,
+        &["--snapshot", "never"],
+        log.to_str().unwrap(),
+    );
+    wait_for("slot streaming", Duration::from_secs(60), || {
+        let (pool, slot) = (pool.clone(), slot.clone());
+        async move { slot_streaming(&pool, &slot).await.then_some(()) }
+    })
+    .await;
+    let reference = ReferenceSlot::create(&pool, TABLES).await;
+    let workload = Workload::start(db.url.clone());
+    let start = confirmed_flush(&pool, &slot).await.unwrap();
+    wait_for(
+        "the reader to confirm changes",
+        Duration::from_secs(60),
+        || {
+            let (pool, slot) = (pool.clone(), slot.clone());
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > start) }
+        },
+    )
+    .await;
+
+    broker.stop();
+    let before = reference.changes(&pool).await.len();
+    wait_for(
+        "changes committed while the broker is down",
+        Duration::from_secs(30),
+        || {
+            let (pool, reference) = (pool.clone(), &reference);
+            async move { (reference.changes(&pool).await.len() > before + 100).then_some(()) }
+        },
+    )
+    .await;
+    broker.relaunch();
+    let restarted = reference.changes(&pool).await.len();
+    wait_for(
+        "changes committed after the restart",
+        Duration::from_secs(60),
+        || {
+            let (pool, reference) = (pool.clone(), &reference);
+            async move { (reference.changes(&pool).await.len() > restarted + 100).then_some(()) }
+        },
+    )
+    .await;
+    workload.stop().await;
+    let end = current_wal_lsn(&pool).await;
+    let expected = reference.changes(&pool).await;
+    let mut read = TopicReader::new(&brokers, &topics(&prefix)).await;
+    read.read_until_all(&expected, Duration::from_secs(120))
+        .await;
+    wait_for(
+        "the slot confirmed past the restart",
+        Duration::from_secs(60),
+        || {
+            let (pool, slot) = (pool.clone(), slot.clone());
+            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l >= end) }
+        },
+    )
+    .await;
+    assert!(
+        reader.child.try_wait().expect("reader status").is_none(),
+        "the reader exited during the broker restart; log: {}",
+        log.display()
+    );
+    assert!(
+        reader.terminate().success(),
+        "the reader did not stop cleanly"
+    );
+    eprintln!(
+        "{} committed changes ({} while the broker was down), none missing",
+        expected.len(),
+        restarted - before
+    );
+    reference.drop(&pool).await;
+    drop_slot(&pool, &slot).await;
+    db.drop_database().await;
+    let _ = std::fs::remove_file(&log);
 }

@@ -646,10 +646,65 @@ impl Drop for PrivateCluster {
     }
 }
 
-/// A Tansu broker private to one test (it restarts it). Memory storage: a restart empties it.
+/// An S3-compatible server private to one test (moto, installed by `scripts/test`), holding a
+/// bucket `tansu` so a broker's log outlives the broker's restarts.
+pub struct PrivateS3 {
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateS3 {
+    pub fn start() -> Self {
+        let bin = std::env::var("PIPELINE_TEST_S3_SERVER")
+            .expect("PIPELINE_TEST_S3_SERVER is not set: run the tests with scripts/test");
+        let port = free_port();
+        let child = StdCommand::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the S3 server");
+        let server = Self { port, child };
+        // Create the bucket once the server answers (moto accepts unsigned requests).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let request = format!(
+                    "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut response = String::new();
+                    let _ = stream.read_to_string(&mut response);
+                    if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+                    {
+                        return server;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Tansu broker private to one test (it restarts it). With memory storage a restart empties
+/// it; on S3 storage ([`PrivateBroker::start_on_s3`]) its log survives restarts.
 pub struct PrivateBroker {
     pub port: u16,
     child: Option<Child>,
+    storage: String,
+    env: Vec<(String, String)>,
 }
 
 impl PrivateBroker {
@@ -657,9 +712,49 @@ impl PrivateBroker {
         let mut broker = Self {
             port: free_port(),
             child: None,
+            storage: "memory://tansu/".to_owned(),
+            env: Vec::new(),
         };
         broker.launch();
         broker
+    }
+
+    /// A broker whose topics live in the bucket of `s3`.
+    pub fn start_on_s3(s3: &PrivateS3) -> Self {
+        let endpoint = format!("http://127.0.0.1:{}", s3.port);
+        let mut broker = Self {
+            port: free_port(),
+            child: None,
+            storage: "s3://tansu/".to_owned(),
+            env: [
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_ENDPOINT", endpoint.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        broker.launch();
+        broker
+    }
+
+    /// Stops the broker (SIGTERM, as a service manager restarting it would) and leaves it down.
+    pub fn stop(&mut self) {
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            let _ = StdCommand::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn relaunch(&mut self) {
+        self.launch();
     }
 
     fn launch(&mut self) {
@@ -674,8 +769,9 @@ impl PrivateBroker {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                &self.storage,
             ])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
