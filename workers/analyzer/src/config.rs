@@ -30,7 +30,7 @@ pub struct Config {
     #[arg(
         long = "batch-size",
         env = "ANALYZER_BATCH_SIZE",
-        default_value_t = 1000
+        default_value_t = 4000
     )]
     pub batch_size: usize,
 
