@@ -51,13 +51,31 @@ ensure_postgres_packages() {
     id postgres >/dev/null 2>&1 || die "the postgres system user is missing (is the postgresql package installed?)"
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
-# A cluster with wal_level=logical in $STACK_DIR/pg, listening on 127.0.0.1:$PG_PORT.
+# Where the cluster's files live: under the stack directory when the postgres user can reach
+# it, otherwise (a checkout inside a private home directory) under /var/tmp, keyed by the
+# stack's path so every checkout and stack keeps its own cluster.
+pg_home() {
+    if runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+        printf '%s\n' "$STACK_DIR"
+    else
+        printf '/var/tmp/pipeline-stack/%s\n' "$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-16)"
+    fi
+}
+
+# A cluster with wal_level=logical in $(pg_home)/pg, listening on 127.0.0.1:$PG_PORT.
 start_postgres() {
-    local data="$STACK_DIR/pg" pwfile="$STACK_DIR/pg-password"
+    local pwfile="$STACK_DIR/pg-password" home data
     mkdir -p "$STACK_DIR"
     chmod 755 "$STACK_DIR"
+    home=$(pg_home)
+    if [ "$home" != "$STACK_DIR" ]; then
+        mkdir -p "$home"
+        chmod 755 "$(dirname "$home")" "$home"
+        log "the postgres user cannot reach $STACK_DIR; the cluster lives in $home"
+    fi
+    data="$home/pg"
     if [ ! -s "$pwfile" ]; then
         (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile")
     fi
@@ -65,11 +83,11 @@ start_postgres() {
         log "initialising PostgreSQL $PG_MAJOR cluster in $data"
         mkdir -p "$data"
         chown postgres: "$data"
-        install -o postgres -m 600 "$pwfile" "$STACK_DIR/.pwfile-init"
-        as_postgres "$PG_BINDIR/initdb" -D "$data" -U postgres --pwfile="$STACK_DIR/.pwfile-init" \
+        install -o postgres -m 600 "$pwfile" "$home/.pwfile-init"
+        as_postgres "$PG_BINDIR/initdb" -D "$data" -U postgres --pwfile="$home/.pwfile-init" \
             --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$STACK_DIR/initdb.log" 2>&1 \
             || { cat "$STACK_DIR/initdb.log" >&2; die "initdb failed"; }
-        rm -f "$STACK_DIR/.pwfile-init"
+        rm -f "$home/.pwfile-init"
         cat >>"$data/postgresql.conf" <<CONF
 
 # --- pipeline stack ---
@@ -89,24 +107,25 @@ CONF
         log "PostgreSQL already running ($data)"
     else
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-        touch "$STACK_DIR/postgres.log" && chown postgres: "$STACK_DIR/postgres.log"
-        mkdir -p "$STACK_DIR/run" && chown postgres: "$STACK_DIR/run"
-        as_postgres "$PG_BINDIR/pg_ctl" -D "$data" -l "$STACK_DIR/postgres.log" -w -t 60 \
-            -o "-p $PG_PORT -k $STACK_DIR/run" start >/dev/null \
-            || { tail -n 20 "$STACK_DIR/postgres.log" >&2; die "PostgreSQL did not start; log: $STACK_DIR/postgres.log"; }
+        touch "$home/postgres.log" && chown postgres: "$home/postgres.log"
+        mkdir -p "$home/run" && chown postgres: "$home/run"
+        as_postgres "$PG_BINDIR/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 \
+            -o "-p $PG_PORT -k $home/run" start >/dev/null \
+            || { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not start; log: $home/postgres.log"; }
     fi
     PGDATA_DIR="$data"
     local password
     password=$(cat "$pwfile")
-    if ! as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+    if ! as_postgres "$PG_BINDIR/psql" -h "$home/run" -p "$PG_PORT" -U postgres -d postgres -Atqc \
         "SELECT 1 FROM pg_database WHERE datname = 'pipeline'" | grep -q 1; then
-        as_postgres "$PG_BINDIR/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
+        as_postgres "$PG_BINDIR/psql" -h "$home/run" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
     fi
     STACK_DATABASE_URL="postgres://postgres:$password@127.0.0.1:$PG_PORT/pipeline"
 }
 
 stop_postgres() {
-    local data="$STACK_DIR/pg"
+    local data
+    data="$(pg_home)/pg"
     [ -f "$data/PG_VERSION" ] || return 0
     local bindir
     bindir="/usr/lib/postgresql/$(cat "$data/PG_VERSION")/bin"
