@@ -116,6 +116,10 @@ CONF
     PGDATA_DIR="$data"
     local password
     password=$(cat "$pwfile")
+    # The password file is the source of truth (the cluster may predate it, e.g. one kept under
+    # /var/tmp for an earlier checkout at the same path): set it over the trusted local socket.
+    printf "ALTER ROLE postgres PASSWORD '%s';\n" "$password" \
+        | as_postgres "$PG_BINDIR/psql" -h "$home/run" -p "$PG_PORT" -U postgres -d postgres -q -v ON_ERROR_STOP=1 >/dev/null
     if ! as_postgres "$PG_BINDIR/psql" -h "$home/run" -p "$PG_PORT" -U postgres -d postgres -Atqc \
         "SELECT 1 FROM pg_database WHERE datname = 'pipeline'" | grep -q 1; then
         as_postgres "$PG_BINDIR/psql" -h "$home/run" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE pipeline" >/dev/null
