@@ -24,44 +24,35 @@ async fn postgres_restart_loses_nothing() {
         &prefix,
         &["--reconnect-backoff-max", "1s"],
     ));
-    let active = |pool: PgPool, slot: String| async move {
-        slot_streaming(&pool, &slot).await.then_some(())
-    };
-    wait_for("slot streaming", Duration::from_secs(30), || {
-        active(pool.clone(), slot.clone())
-    })
-    .await;
+    wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(30)).await;
     let reference = ReferenceSlot::create(&pool, TABLES).await;
     let workload = Workload::start(url.clone());
     let before = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the reader to confirm some changes",
         Duration::from_secs(30),
-        || {
-            let pool = pool.clone();
-            let slot = slot.clone();
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > before) }
-        },
+        |l| l > before,
     )
     .await;
 
     cluster.restart();
     let pool = PgPool::connect(&url).await.unwrap();
-    wait_for(
+    wait_streaming(
+        &pool,
+        &slot,
         "slot streaming after the restart",
         Duration::from_secs(30),
-        || active(pool.clone(), slot.clone()),
     )
     .await;
     let mark = current_wal_lsn(&pool).await;
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the reader to confirm changes after the restart",
         Duration::from_secs(30),
-        || {
-            let pool = pool.clone();
-            let slot = slot.clone();
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > mark) }
-        },
+        |l| l > mark,
     )
     .await;
     workload.stop().await;
@@ -101,24 +92,16 @@ async fn broker_outage_loses_nothing() {
         &prefix,
         &["--snapshot", "never"],
     ));
-    let active = |pool: PgPool, slot: String| async move {
-        slot_streaming(&pool, &slot).await.then_some(())
-    };
-    wait_for("slot streaming", Duration::from_secs(30), || {
-        active(pool.clone(), slot.clone())
-    })
-    .await;
+    wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(30)).await;
     let reference = ReferenceSlot::create(&pool, TABLES).await;
     let workload = Workload::start(db.url.clone());
     let start = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the reader to confirm changes",
         Duration::from_secs(30),
-        || {
-            let pool = pool.clone();
-            let slot = slot.clone();
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > start) }
-        },
+        |l| l > start,
     )
     .await;
 
@@ -148,14 +131,12 @@ async fn broker_outage_loses_nothing() {
     let mut read = TopicReader::new(&brokers, &topics(&prefix)).await;
     read.read_until_all(&expected, Duration::from_secs(90))
         .await;
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the slot confirmed past the outage",
         Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            let slot = slot.clone();
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l >= end) }
-        },
+        |l| l >= end,
     )
     .await;
     eprintln!(
@@ -199,21 +180,16 @@ async fn broker_restart_loses_nothing() {
         &["--snapshot", "never"],
         log.to_str().unwrap(),
     );
-    wait_for("slot streaming", Duration::from_secs(60), || {
-        let (pool, slot) = (pool.clone(), slot.clone());
-        async move { slot_streaming(&pool, &slot).await.then_some(()) }
-    })
-    .await;
+    wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(60)).await;
     let reference = ReferenceSlot::create(&pool, TABLES).await;
     let workload = Workload::start(db.url.clone());
     let start = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the reader to confirm changes",
         Duration::from_secs(60),
-        || {
-            let (pool, slot) = (pool.clone(), slot.clone());
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l > start) }
-        },
+        |l| l > start,
     )
     .await;
 
@@ -245,13 +221,12 @@ async fn broker_restart_loses_nothing() {
     let mut read = TopicReader::new(&brokers, &topics(&prefix)).await;
     read.read_until_all(&expected, Duration::from_secs(120))
         .await;
-    wait_for(
+    wait_confirmed(
+        &pool,
+        &slot,
         "the slot confirmed past the restart",
         Duration::from_secs(60),
-        || {
-            let (pool, slot) = (pool.clone(), slot.clone());
-            async move { confirmed_flush(&pool, &slot).await.filter(|l| *l >= end) }
-        },
+        |l| l >= end,
     )
     .await;
     assert!(

@@ -394,6 +394,28 @@ pub fn assert_none_missing(
     );
 }
 
+/// Waits until the slot's walsender is streaming.
+pub async fn wait_streaming(pool: &PgPool, slot: &str, what: &str, timeout: Duration) {
+    wait_for(what, timeout, || async {
+        slot_streaming(pool, slot).await.then_some(())
+    })
+    .await
+}
+
+/// Waits until the slot's confirmed flush LSN satisfies `done`.
+pub async fn wait_confirmed(
+    pool: &PgPool,
+    slot: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(u64) -> bool,
+) {
+    wait_for(what, timeout, || async {
+        confirmed_flush(pool, slot).await.filter(|l| done(*l))
+    })
+    .await;
+}
+
 /// The slot's confirmed flush LSN.
 pub async fn confirmed_flush(pool: &PgPool, slot: &str) -> Option<u64> {
     let lsn: Option<(Option<String>,)> = sqlx::query_as(
