@@ -11,7 +11,7 @@
 //! transactions from the front. Memory is bounded by the number of messages in flight, which
 //! the reader caps: it stops reading the replication stream at `max_in_flight`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use rdkafka::ClientContext;
 use shared::config::KafkaArgs;
 use tokio::sync::Notify;
 
+use crate::error::Error;
 use crate::metrics::{lsn_gauge, Metrics};
 
 /// Sequence number of a tracked transaction.
@@ -45,6 +46,10 @@ struct State {
     txs: VecDeque<TrackedTx>,
     confirmed: u64,
     failure: Option<String>,
+    /// A broker acknowledgement that went backwards (see [`Error::AckRegression`]).
+    regression: Option<String>,
+    /// Offset of the last acknowledgement per `(topic, partition)`.
+    last_offsets: HashMap<(String, i32), i64>,
 }
 
 impl State {
@@ -170,12 +175,16 @@ impl Tracker {
     }
 
     /// Forgets transactions that will never commit on this session (the connection dropped
-    /// mid-transaction). Only call when nothing is in flight.
+    /// mid-transaction, or a message of theirs was lost by the broker). Only call when nothing
+    /// is in flight. After a regression the partitions' offsets are learnt anew.
     pub fn abandon_open(&self) {
         let mut state = self.lock();
         let len = state.txs.len() as u64;
         state.txs.clear();
         state.front_seq += len;
+        if state.regression.take().is_some() {
+            state.last_offsets.clear();
+        }
     }
 
     /// The position that may be confirmed.
@@ -191,6 +200,56 @@ impl Tracker {
     /// The first permanent delivery failure, if any.
     pub fn failure(&self) -> Option<String> {
         self.lock().failure.clone()
+    }
+
+    /// What ends the session: a permanent failure, or an acknowledgement that went backwards
+    /// (retryable: the session restarts from the last confirmed position).
+    pub fn fault(&self) -> Option<Error> {
+        let state = self.lock();
+        if let Some(reason) = &state.failure {
+            return Some(Error::Delivery(reason.clone()));
+        }
+        state.regression.clone().map(Error::AckRegression)
+    }
+
+    /// Checks that an acknowledgement of `seq`'s message at `offset` follows the partition's
+    /// previous one. Offsets of one idempotent producer's messages grow per partition; one
+    /// that does not (or is negative) means the broker lost messages it had acknowledged
+    /// before. Such a message does not count as delivered, so its transaction is never
+    /// confirmed, and the session ends (see [`Tracker::fault`]).
+    fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
+        let problem = {
+            let mut state = self.lock();
+            let last = state
+                .last_offsets
+                .get(&(topic.to_owned(), partition))
+                .copied();
+            match last {
+                Some(last) if offset <= last => Some(format!(
+                    "{topic}[{partition}] acknowledged offset {offset} after {last}"
+                )),
+                None if offset < 0 => Some(format!(
+                    "{topic}[{partition}] acknowledged without an offset ({offset})"
+                )),
+                _ => {
+                    state
+                        .last_offsets
+                        .insert((topic.to_owned(), partition), offset);
+                    None
+                }
+            }
+        };
+        match problem {
+            None => self.delivered(seq, Ok(())),
+            Some(reason) => {
+                tracing::error!(%reason, "the broker lost acknowledged messages; they will be sent again");
+                self.metrics.ack_regressions.inc();
+                let left = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+                self.metrics.in_flight.set(left as i64);
+                self.lock().regression.get_or_insert(reason);
+                self.progress.notify_one();
+            }
+        }
     }
 
     /// Completes on the next progress event (see the field doc).
@@ -223,7 +282,19 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
             .produce_latency
             .observe(opaque.sent_at.elapsed().as_secs_f64());
         let outcome = match result {
-            Ok(_) => Ok(()),
+            Ok(message) => {
+                use rdkafka::Message;
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    trace_delivery(message);
+                }
+                self.tracker.acknowledged(
+                    opaque.tx,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                );
+                return;
+            }
             Err((e, _)) => {
                 tracing::error!(error = %e, "the broker did not accept a message");
                 Err(e.to_string())
@@ -231,6 +302,32 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
         };
         self.tracker.delivered(opaque.tx, outcome);
     }
+}
+
+/// Logs where the broker put one message (`cdc_reader::delivery=trace`): enough to tell,
+/// after an incident, whether a change the slot moved past was acknowledged and at which offset.
+fn trace_delivery(message: &rdkafka::message::BorrowedMessage<'_>) {
+    use rdkafka::Message;
+    #[derive(serde::Deserialize)]
+    struct Source {
+        lsn: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        source: Source,
+    }
+    let lsn = message
+        .payload()
+        .and_then(|p| serde_json::from_slice::<Event>(p).ok())
+        .and_then(|e| e.source.lsn);
+    tracing::trace!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        key = %String::from_utf8_lossy(message.key().unwrap_or_default()),
+        lsn,
+        "delivered"
+    );
 }
 
 /// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`].
@@ -336,12 +433,12 @@ impl Publisher {
         }
     }
 
-    /// Waits while `max_in_flight` messages or more are unacknowledged; fails on a permanent
-    /// delivery failure.
-    pub async fn wait_for_room(&self, max_in_flight: u64) -> Result<(), crate::error::Error> {
+    /// Waits while `max_in_flight` messages or more are unacknowledged; fails on a delivery
+    /// fault.
+    pub async fn wait_for_room(&self, max_in_flight: u64) -> Result<(), Error> {
         loop {
-            if let Some(reason) = self.tracker.failure() {
-                return Err(crate::error::Error::Delivery(reason));
+            if let Some(fault) = self.tracker.fault() {
+                return Err(fault);
             }
             if self.tracker.in_flight() < max_in_flight {
                 return Ok(());
@@ -436,6 +533,44 @@ mod tests {
         t.delivered(a, Err("boom".into()));
         assert_eq!(t.confirmed(), 0);
         assert_eq!(t.failure().as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn offsets_going_backwards_block_confirmation_until_resent() {
+        let t = tracker();
+        let a = t.begin();
+        t.sent();
+        t.sent();
+        t.commit(a, 2, 10);
+        t.acknowledged(a, "t", 0, 259);
+        t.acknowledged(a, "t", 1, 3);
+        assert_eq!(t.confirmed(), 10);
+        let b = t.begin();
+        t.sent();
+        t.sent();
+        t.commit(b, 2, 20);
+        // The broker forgot its log end: a reused offset is not a delivery.
+        t.acknowledged(b, "t", 0, 0);
+        t.acknowledged(b, "t", 1, 4);
+        assert_eq!(t.confirmed(), 10);
+        assert_eq!(t.in_flight(), 0);
+        assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
+        assert!(t.fault().unwrap().is_retryable());
+        // The next session starts over from 10 and learns the offsets anew.
+        t.abandon_open();
+        assert!(t.fault().is_none());
+        let c = t.begin();
+        t.sent();
+        t.commit(c, 1, 20);
+        t.acknowledged(c, "t", 0, 1);
+        assert_eq!(t.confirmed(), 20);
+        // A negative offset on a partition never seen is no acknowledgement either.
+        let d = t.begin();
+        t.sent();
+        t.commit(d, 1, 30);
+        t.acknowledged(d, "u", 0, -1);
+        assert_eq!(t.confirmed(), 20);
+        assert!(t.fault().is_some());
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub enum Error {
     #[error("the broker did not accept a message: {0}")]
     Delivery(String),
 
+    /// The broker acknowledged a message at an offset that does not follow the partition's
+    /// previous acknowledgement: it lost messages it had acknowledged. The slot was not
+    /// confirmed past the message; a new session sends everything unconfirmed again.
+    #[error("the broker's acknowledgements went backwards: {0}")]
+    AckRegression(String),
+
     /// wal2json sent something the reader does not understand. Skipping it would lose a
     /// change, so the reader stops without confirming it.
     #[error("undecodable wal2json message at {lsn}: {reason}")]
@@ -71,7 +77,7 @@ impl Error {
         match self {
             Error::Replication { source, .. } => source.is_retryable(),
             Error::Database { source, .. } => !matches!(source, sqlx::Error::Configuration(_)),
-            Error::Kafka { .. } | Error::LeadershipLost => true,
+            Error::Kafka { .. } | Error::LeadershipLost | Error::AckRegression(_) => true,
             Error::Config(_)
             | Error::Delivery(_)
             | Error::Decode { .. }

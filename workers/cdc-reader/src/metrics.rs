@@ -39,6 +39,10 @@ pub const RECEIVED_LSN: &str = "cdc_received_lsn";
 pub const HEARTBEATS_TOTAL: &str = "cdc_heartbeats_total";
 /// Messages the broker refused for good (each stops the reader).
 pub const DELIVERY_FAILURES_TOTAL: &str = "cdc_delivery_failures_total";
+/// Acknowledgements whose offset did not follow the partition's previous one: the broker lost
+/// acknowledged messages (e.g. a restart that lost its log end). Each restarts the session from
+/// the last confirmed position, so those changes are sent again.
+pub const ACK_REGRESSIONS_TOTAL: &str = "cdc_ack_offset_regressions_total";
 
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
@@ -80,6 +84,8 @@ pub struct Metrics {
     pub heartbeats: IntCounter,
     /// [`DELIVERY_FAILURES_TOTAL`]
     pub delivery_failures: IntCounter,
+    /// [`ACK_REGRESSIONS_TOTAL`]
+    pub ack_regressions: IntCounter,
 }
 
 impl Metrics {
@@ -159,6 +165,10 @@ impl Metrics {
                 DELIVERY_FAILURES_TOTAL,
                 "Messages the broker refused for good.",
             )?,
+            ack_regressions: IntCounter::new(
+                ACK_REGRESSIONS_TOTAL,
+                "Acknowledgements at an offset not after the partition's previous one (the broker lost acknowledged messages; they are sent again).",
+            )?,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.produced_bytes.clone()))?;
@@ -176,6 +186,7 @@ impl Metrics {
         registry.register(Box::new(m.received_lsn.clone()))?;
         registry.register(Box::new(m.heartbeats.clone()))?;
         registry.register(Box::new(m.delivery_failures.clone()))?;
+        registry.register(Box::new(m.ack_regressions.clone()))?;
         Ok(m)
     }
 }

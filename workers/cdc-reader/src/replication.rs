@@ -149,8 +149,8 @@ impl Session<'_> {
             if self.reply_requested {
                 self.send_status().await?;
             }
-            if let Some(reason) = tracker.failure() {
-                return Err(Error::Delivery(reason));
+            if let Some(fault) = tracker.fault() {
+                return Err(fault);
             }
             if let Some(stop) = self.params.stop_at {
                 if tracker.confirmed() >= stop {

@@ -169,6 +169,7 @@ impl Drop for Spawned {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
+    pub offset: i64,
     pub key: Option<String>,
     pub event: Option<ChangeEvent>,
 }
@@ -260,6 +261,17 @@ impl TopicReader {
         expected: &BTreeSet<(String, String, u64)>,
         timeout: Duration,
     ) {
+        let seen = self.read_until_seen(expected, timeout).await;
+        assert_none_missing(expected, &seen);
+    }
+
+    /// Reads until every expected `(table, key, lsn)` was seen or `timeout` passed; returns
+    /// what was seen.
+    pub async fn read_until_seen(
+        &mut self,
+        expected: &BTreeSet<(String, String, u64)>,
+        timeout: Duration,
+    ) -> BTreeSet<(String, String, u64)> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = BTreeSet::new();
         let mut counted = 0;
@@ -285,7 +297,7 @@ impl TopicReader {
                 }
             }
         }
-        assert_none_missing(expected, &seen);
+        seen
     }
 
     fn push(records: &mut Vec<Record>, message: &rdkafka::message::BorrowedMessage<'_>) {
@@ -297,6 +309,7 @@ impl TopicReader {
             .map(|p| ChangeEvent::from_slice(p).expect("payload is a change event"));
         records.push(Record {
             partition: message.partition(),
+            offset: message.offset(),
             key,
             event,
         });
