@@ -49,7 +49,8 @@ pub fn consumer_config(
         .set(
             "heartbeat.interval.ms",
             millis(consumer.session_timeout / 4),
-        );
+        )
+        .set("fetch.wait.max.ms", millis(consumer.fetch_wait_max));
     apply_overrides(&mut config, kafka);
     config
 }
