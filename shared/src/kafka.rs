@@ -170,3 +170,28 @@ pub fn with_lag_statistics(mut config: ClientConfig) -> ClientConfig {
     config.set("statistics.interval.ms", "5000");
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_settings_carry_the_flags() {
+        let kafka = KafkaArgs {
+            brokers: "b:9092".into(),
+            topic_prefix: "cdc".into(),
+            properties: vec![("session.timeout.ms".into(), "9000".into())],
+        };
+        let consumer = ConsumerArgs {
+            max_poll_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+            fetch_wait_max: Duration::from_millis(20),
+        };
+        let config = consumer_config(&kafka, &consumer, "g", "c");
+        assert_eq!(config.get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(config.get("max.poll.interval.ms"), Some("30000"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        // --kafka-property wins over the flags.
+        assert_eq!(config.get("session.timeout.ms"), Some("9000"));
+    }
+}
