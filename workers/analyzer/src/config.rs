@@ -34,6 +34,17 @@ pub struct Config {
     )]
     pub batch_size: usize,
 
+    /// Batches written at once, each in one statement on its own connection (batches that
+    /// share a profile are written one after the other). Offsets are still committed in
+    /// batch order.
+    #[arg(
+        long = "write-concurrency",
+        env = "ANALYZER_WRITE_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=16)
+    )]
+    pub write_concurrency: u16,
+
     /// Longest time an event waits before its batch is flushed.
     #[arg(long = "flush-interval", env = "ANALYZER_FLUSH_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
     pub flush_interval: Duration,

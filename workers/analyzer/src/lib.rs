@@ -83,6 +83,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         batch_size: config.batch_size.max(1),
         flush_interval: config.flush_interval,
         group: config.group_id.clone(),
+        write_concurrency: usize::from(config.write_concurrency),
+        claims: worker::RowClaims::default(),
     });
     let result = Arc::clone(&worker).run(shutdown.clone()).await;
     // Offsets of written batches were committed asynchronously; make sure they are out.

@@ -1,13 +1,19 @@
 //! The consume → compute → write → publish → commit loop.
 //!
 //! A reader task polls the CDC topic and closes batches by size or by time, whichever comes
-//! first; a writer task takes closed batches one at a time (a bounded channel of two, so
-//! reading runs at most two batches ahead) and, for each: computes the charts on the rayon
-//! pool, writes every result in one statement, publishes the result and dead-letter events
-//! and waits for the broker, and only then commits the batch's offsets. A crash anywhere
-//! replays the batch; the write is idempotent, so a replay changes nothing that was written.
+//! first (a bounded channel of two, so reading runs at most two batches ahead). Up to
+//! `write_concurrency` closed batches are written at once, each on its own connection: the
+//! charts are computed on the rayon pool and every result of the batch is written in one
+//! statement. Batches then finish in the order they were read: their result and dead-letter
+//! events are published and acknowledged, and only then are their offsets committed. A crash
+//! anywhere replays the uncommitted batches; the write is idempotent, so a replay changes
+//! nothing that was written.
+//!
+//! Two batches written at once never share a row: a batch first claims its profiles' ids and
+//! waits while another batch holds any of them (so concurrent statements cannot deadlock, and
+//! the later event of a row is written after the earlier one).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +85,63 @@ pub(crate) struct Worker {
     pub(crate) flush_interval: Duration,
     /// Consumer group, named in dead letters.
     pub(crate) group: String,
+    /// Batches written at once (each on its own connection).
+    pub(crate) write_concurrency: usize,
+    pub(crate) claims: RowClaims,
+}
+
+/// Ids of the rows being written by batches in flight.
+#[derive(Debug, Default)]
+pub(crate) struct RowClaims {
+    held: std::sync::Mutex<HashSet<Uuid>>,
+    released: tokio::sync::Notify,
+}
+
+impl RowClaims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims every id at once, waiting while any of them is held by another batch.
+    async fn claim(&self, ids: Vec<Uuid>) -> Claim<'_> {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.released.notified();
+            {
+                let mut held = self.lock();
+                if ids.iter().all(|id| !held.contains(id)) {
+                    held.extend(ids.iter().copied());
+                    return Claim { claims: self, ids };
+                }
+            }
+            released.await;
+        }
+    }
+}
+
+/// Releases its ids when dropped.
+struct Claim<'a> {
+    claims: &'a RowClaims,
+    ids: Vec<Uuid>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut held = self.claims.lock();
+        for id in &self.ids {
+            held.remove(id);
+        }
+        drop(held);
+        self.claims.released.notify_waiters();
+    }
+}
+
+/// A batch being written.
+struct Writing {
+    task: tokio::task::JoinHandle<anyhow::Result<Option<Written>>>,
+    started: Instant,
+    size: usize,
+    span: tracing::Span,
 }
 
 impl Worker {
@@ -169,42 +232,69 @@ impl Worker {
         mut rx: mpsc::Receiver<Batch>,
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
+        // Batches being written, oldest first; they finish in this order.
+        let mut writing: VecDeque<Writing> = VecDeque::new();
         // The batch whose events are being published and whose offsets then get committed.
-        // At most one: batch N is published while batch N+1 is written, and offsets are
+        // At most one: batch N is published while later batches are written, and offsets are
         // committed in batch order.
         let mut publishing: Option<tokio::task::JoinHandle<()>> = None;
-        while let Some(batch) = rx.recv().await {
-            if batch.items.is_empty() {
-                continue;
-            }
-            let started = Instant::now();
-            let size = batch.items.len();
-            let span =
-                tracing::info_span!("batch", size, first_offset = batch.items[0].original.offset);
-            let Some(written) = self
-                .write(batch, &shutdown)
-                .instrument(span.clone())
-                .await?
-            else {
-                // Shutting down with the batch unwritten: its offsets stay uncommitted.
-                break;
-            };
-            if let Some(previous) = publishing.take() {
-                previous.await?;
-            }
-            let worker = Arc::clone(&self);
-            publishing = Some(tokio::spawn(
-                async move {
-                    worker.publish(&written).await;
-                    worker.commit(&written.offsets);
-                    worker.metrics.batch_size.observe(size as f64);
-                    worker
-                        .metrics
-                        .flush_seconds
-                        .observe(started.elapsed().as_secs_f64());
+        let mut open = true;
+        loop {
+            let room = open && writing.len() < self.write_concurrency.max(1);
+            tokio::select! {
+                biased;
+                done = async { (&mut writing.front_mut().expect("checked non-empty").task).await },
+                    if !writing.is_empty() =>
+                {
+                    let Writing { started, size, span, .. } =
+                        writing.pop_front().expect("checked non-empty");
+                    let Some(written) = done?? else {
+                        // Shutting down with the batch unwritten: its offsets (and those of
+                        // every later batch) stay uncommitted.
+                        break;
+                    };
+                    if let Some(previous) = publishing.take() {
+                        previous.await?;
+                    }
+                    let worker = Arc::clone(&self);
+                    publishing = Some(tokio::spawn(
+                        async move {
+                            worker.publish(&written).await;
+                            worker.commit(&written.offsets);
+                            worker.metrics.batch_size.observe(size as f64);
+                            worker
+                                .metrics
+                                .flush_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                        }
+                        .instrument(span),
+                    ));
                 }
-                .instrument(span),
-            ));
+                batch = rx.recv(), if room => match batch {
+                    Some(batch) if batch.items.is_empty() => {}
+                    Some(batch) => {
+                        let size = batch.items.len();
+                        let span = tracing::info_span!(
+                            "batch",
+                            size,
+                            first_offset = batch.items[0].original.offset
+                        );
+                        let worker = Arc::clone(&self);
+                        let shutdown = shutdown.clone();
+                        let task = tokio::spawn(
+                            async move { worker.write(batch, &shutdown).await }
+                                .instrument(span.clone()),
+                        );
+                        writing.push_back(Writing { task, started: Instant::now(), size, span });
+                    }
+                    None => open = false,
+                },
+                else => break,
+            }
+        }
+        for unfinished in writing {
+            // Only after a shutdown: let them finish their statement, commit nothing.
+            let _ = unfinished.task.await;
         }
         if let Some(previous) = publishing {
             previous.await?;
@@ -248,6 +338,10 @@ impl Worker {
             }
         }
         let profiles: Vec<Profile> = latest.into_values().collect();
+        let claim = self
+            .claims
+            .claim(profiles.iter().map(|p| p.id).collect())
+            .await;
         let outcomes = {
             let options = self.options;
             let fingerprint = self.fingerprint.clone();
@@ -269,6 +363,7 @@ impl Worker {
                 }
             }
         };
+        drop(claim);
         let written: HashMap<Uuid, DateTime<Utc>> = written.into_iter().collect();
         let stale = outcomes.len() - written.len();
         if stale > 0 {
@@ -415,5 +510,37 @@ fn result_event(outcome: &Outcome, analyzed_at: DateTime<Utc>) -> Vec<u8> {
             out.push(b'}');
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claim_waits_only_for_shared_rows() {
+        let claims = RowClaims::default();
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let first = claims.claim(vec![a, b]).await;
+        // Disjoint rows: claimed at once.
+        let other = tokio::time::timeout(Duration::from_millis(100), claims.claim(vec![c])).await;
+        assert!(other.is_ok());
+        drop(other);
+        // A shared row: waits until the first claim is released.
+        let shared = claims.claim(vec![c, b]);
+        tokio::pin!(shared);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut shared)
+                .await
+                .is_err(),
+            "claimed a row another batch holds"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), &mut shared)
+            .await
+            .expect("released rows are claimable");
+        assert_eq!(second.ids, vec![c, b]);
+        drop(second);
+        assert!(claims.lock().is_empty());
     }
 }
