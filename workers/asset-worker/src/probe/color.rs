@@ -86,6 +86,36 @@ fn steps(start: u32, end: u32) -> impl Iterator<Item = u32> {
     (0..n).map(move |k| start + (2 * k + 1) * len / (2 * n))
 }
 
+/// `grid` averaged into `width`×`height` cells (each the mean of the cells it covers; a
+/// larger target repeats cells).
+pub fn resample(grid: &Grid, width: u32, height: u32) -> Grid {
+    let (width, height) = (width.max(1), height.max(1));
+    let mut rgba = Vec::with_capacity((width * height * 4) as usize);
+    for gy in 0..height {
+        let (y0, y1) = span(gy, height, grid.height);
+        for gx in 0..width {
+            let (x0, x1) = span(gx, width, grid.width);
+            let mut sum = [0u32; 4];
+            for y in y0..y1 {
+                let row = (y * grid.width) as usize * 4;
+                for x in x0..x1 {
+                    let at = row + x as usize * 4;
+                    for (c, total) in sum.iter_mut().enumerate() {
+                        *total += u32::from(grid.rgba[at + c]);
+                    }
+                }
+            }
+            let n = (y1 - y0) * (x1 - x0);
+            rgba.extend(sum.iter().map(|s| ((s + n / 2) / n) as u8));
+        }
+    }
+    Grid {
+        width,
+        height,
+        rgba,
+    }
+}
+
 /// Rec. 709 luma of gamma-encoded sRGB, 0–255 scale.
 fn luma(r: u8, g: u8, b: u8) -> f32 {
     0.2126 * f32::from(r) + 0.7152 * f32::from(g) + 0.0722 * f32::from(b)
@@ -234,6 +264,24 @@ mod tests {
         );
         let expected = 0.75 * 0.2126 + 0.25;
         assert!((average_luminance(&grid).unwrap() - expected).abs() < 0.002);
+    }
+
+    #[test]
+    fn resampling_averages_covered_cells() {
+        let grid = Grid {
+            width: 4,
+            height: 2,
+            rgba: [[0u8, 0, 0, 255], [100, 0, 0, 255], [0, 200, 0, 255], [0, 0, 50, 255]]
+                .repeat(2)
+                .concat(),
+        };
+        let half = resample(&grid, 2, 1);
+        assert_eq!(half.rgba, vec![50, 0, 0, 255, 0, 100, 25, 255]);
+        let same = resample(&grid, 4, 2);
+        assert_eq!(same.rgba, grid.rgba);
+        let up = resample(&grid, 8, 4);
+        assert_eq!((up.width, up.height), (8, 4));
+        assert_eq!(&up.rgba[..8], &[0, 0, 0, 255, 0, 0, 0, 255]);
     }
 
     #[test]

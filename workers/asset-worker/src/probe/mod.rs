@@ -11,7 +11,7 @@
 //! Layout: [`format`] sniffs magic numbers; [`gif`], [`openexr`] and [`svg`] read structure the
 //! pixel decoder does not report; [`exif`] summarises EXIF; [`color`] samples the decoded
 //! picture into a small grid for [`hash`] (pHash), luminance, dominant colours and
-//! [`placeholder`] (ThumbHash).
+//! [`placeholder`] (ThumbHash), all from one pass over the pixels.
 
 pub mod color;
 pub mod exif;
@@ -250,15 +250,15 @@ fn raster(
     facts.decode_time = started.elapsed();
     check_deadline(limits)?;
 
-    let luma = color::sample(&picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
-    if luma.width as usize == hash::PHASH_GRID && luma.height as usize == hash::PHASH_GRID {
-        facts.phash = hash::phash(&color::luma_grid(&luma));
-    }
-    let (gw, gh) = placeholder::grid_size(width, height);
-    let grid = color::sample(&picture, gw, gh);
+    // One pass over the pixels: every statistic comes from this grid. Its cells cover equal
+    // areas of the picture, so colour shares and luminance are area-weighted; the placeholder
+    // gets it resampled to the picture's aspect ratio.
+    let grid = color::sample(&picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
+    facts.phash = hash::phash(&color::luma_grid(&grid));
     facts.avg_luminance = color::average_luminance(&grid);
     facts.dominant_colors = color::dominant_colors(&grid, MAX_SWATCHES);
-    facts.thumbhash = placeholder::thumbhash(&grid);
+    let (tw, th) = placeholder::grid_size(width, height);
+    facts.thumbhash = placeholder::thumbhash(&color::resample(&grid, tw, th));
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 
 use super::color::Grid;
 
-/// Largest side of the grid a ThumbHash is computed from (the format's limit is 100).
-pub const MAX_SIDE: u32 = 64;
+/// Largest side of the grid a ThumbHash is computed from (the format's limit is 100). Its
+/// seven lowest frequencies per axis need far fewer samples; this is the side of the grid
+/// the other statistics are sampled into, which the placeholder's grid is resampled from.
+pub const MAX_SIDE: u32 = 32;
 
 /// ThumbHash of `grid` (at most [`MAX_SIDE`] per side), standard base64 with padding.
 pub fn thumbhash(grid: &Grid) -> Option<String> {
@@ -70,10 +72,10 @@ mod tests {
 
     #[test]
     fn grid_keeps_aspect() {
-        assert_eq!(grid_size(1000, 500), (64, 32));
-        assert_eq!(grid_size(500, 1000), (32, 64));
+        assert_eq!(grid_size(1000, 500), (32, 16));
+        assert_eq!(grid_size(500, 1000), (16, 32));
         assert_eq!(grid_size(10, 3), (10, 3));
-        assert_eq!(grid_size(10000, 1), (64, 1));
+        assert_eq!(grid_size(10000, 1), (32, 1));
     }
 
     #[test]
