@@ -48,6 +48,9 @@ pub enum Kind {
     InvalidInput,
     /// The work failed for this message alone (a corrupt file).
     Processing,
+    /// The change event is larger than the broker accepts: it was never written to its
+    /// topic (the dead letter names the row and position instead).
+    TooLarge,
 }
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Decode => "decode",
             Kind::InvalidInput => "invalid_input",
             Kind::Processing => "processing",
+            Kind::TooLarge => "too_large",
         }
     }
 }
@@ -109,6 +113,35 @@ pub fn dead_letter(
         "worker": worker,
         "worker_version": env!("CARGO_PKG_VERSION"),
         "consumer_group": group,
+        "failed_at": failed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "attempts": 1,
+    })
+}
+
+/// Builds the dead letter of a message that could not be written to `topic` at all (so it
+/// has no partition, offset or value): `change` says which row and position it was about.
+pub fn unpublished(
+    topic: &str,
+    key: Option<&[u8]>,
+    change: Value,
+    failure: Failure<'_>,
+    worker: &str,
+    failed_at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "original": {
+            "topic": topic,
+            "partition": null,
+            "offset": null,
+            "timestamp": null,
+            "key": key.map(String::from_utf8_lossy),
+            "value": null,
+            "encoding": "utf8",
+        },
+        "error": {"kind": failure.kind.as_str(), "reason": failure.reason, "message": failure.message},
+        "change": change,
+        "worker": worker,
+        "worker_version": env!("CARGO_PKG_VERSION"),
         "failed_at": failed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "attempts": 1,
     })

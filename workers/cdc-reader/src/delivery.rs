@@ -330,6 +330,64 @@ fn trace_delivery(message: &rdkafka::message::BorrowedMessage<'_>) {
     );
 }
 
+/// The dead letter of a change event the producer refused as too large: which row, which
+/// position, how big (the event itself does not fit anywhere). Logged as an error too.
+fn oversized_letter(topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Source {
+        lsn: Option<u64>,
+        commit_lsn: Option<u64>,
+        xid: Option<u64>,
+        ts: Option<String>,
+        schema: Option<String>,
+        table: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        op: Option<String>,
+        source: Option<Source>,
+    }
+    let bytes = payload.len() + key.map_or(0, <[u8]>::len);
+    let event = serde_json::from_slice::<Event>(payload).ok();
+    let source = event.as_ref().and_then(|e| e.source.as_ref());
+    let change = serde_json::json!({
+        "op": event.as_ref().and_then(|e| e.op.as_deref()),
+        "schema": source.and_then(|s| s.schema.as_deref()),
+        "table": source.and_then(|s| s.table.as_deref()),
+        "lsn": source.and_then(|s| s.lsn),
+        "commit_lsn": source.and_then(|s| s.commit_lsn),
+        "xid": source.and_then(|s| s.xid),
+        "ts": source.and_then(|s| s.ts.as_deref()),
+        "bytes": bytes,
+    });
+    let message = format!(
+        "change event of {bytes} bytes is larger than the producer's message.max.bytes; \
+         it was not written to {topic} (the row is in the database)"
+    );
+    tracing::error!(
+        %topic,
+        key = %String::from_utf8_lossy(key.unwrap_or_default()),
+        lsn = source.and_then(|s| s.lsn),
+        bytes,
+        "change event too large for the broker; dead-lettered"
+    );
+    let failure = shared::dlq::Failure {
+        kind: shared::dlq::Kind::TooLarge,
+        reason: "too_large",
+        message: &message,
+    };
+    shared::dlq::unpublished(
+        topic,
+        key,
+        change,
+        failure,
+        "cdc-reader",
+        chrono::Utc::now(),
+    )
+    .to_string()
+    .into_bytes()
+}
+
 /// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`].
 pub struct Publisher {
     producer: ThreadedProducer<DeliveryContext>,
@@ -424,6 +482,39 @@ impl Publisher {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                    back,
+                )) => {
+                    // In its place (same transaction, same key), a dead letter naming it.
+                    let letter = oversized_letter(topic, key, payload.unwrap_or_default());
+                    let dlq = shared::topics::dlq_topic(topic);
+                    let mut letter_record: BaseRecord<'_, [u8], [u8], Box<InFlight>> =
+                        BaseRecord::with_opaque_to(&dlq, back.delivery_opaque)
+                            .payload(letter.as_slice());
+                    if let Some(key) = key {
+                        letter_record = letter_record.key(key);
+                    }
+                    loop {
+                        match self.producer.send(letter_record) {
+                            Ok(()) => {
+                                self.tracker.metrics.oversized.inc();
+                                return Ok(());
+                            }
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                back,
+                            )) => {
+                                letter_record = back;
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Err((e, _)) => {
+                                self.tracker.unsent();
+                                return Err(e);
+                            }
+                        }
+                    }
                 }
                 Err((e, _)) => {
                     self.tracker.unsent();

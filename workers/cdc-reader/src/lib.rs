@@ -339,17 +339,31 @@ impl Reader {
 }
 
 fn topic_specs(config: &Config, routes: &Routes) -> Vec<shared::kafka::TopicSpec> {
-    // Same settings as the pipeline's topic list (compacted by key, retained), for any table.
+    // Same settings as the pipeline's topic list (compacted by key, retained; dead letters
+    // kept whole for longer), for any table. Each table topic has its dead-letter topic, where
+    // change events too large for the broker go.
     let known =
         shared::topics::pipeline_topics(&config.kafka.topic_prefix, config.topic_partitions);
-    let template = known
-        .iter()
-        .find(|t| t.name.starts_with(&config.kafka.topic_prefix) && !t.name.ends_with(".dlq"))
-        .cloned();
+    let template = |dlq: bool| {
+        known
+            .iter()
+            .find(|t| {
+                t.name.starts_with(&config.kafka.topic_prefix) && t.name.ends_with(".dlq") == dlq
+            })
+            .cloned()
+    };
+    let (table_template, dlq_template) = (template(false), template(true));
     routes
         .topic_specs(config.topic_partitions)
         .into_iter()
-        .map(|mut spec| {
+        .flat_map(|spec| {
+            let dlq = shared::kafka::TopicSpec {
+                name: shared::topics::dlq_topic(&spec.name),
+                ..spec.clone()
+            };
+            [(spec, &table_template), (dlq, &dlq_template)]
+        })
+        .map(|(mut spec, template)| {
             if let Some(t) = known
                 .iter()
                 .find(|t| t.name == spec.name)

@@ -43,6 +43,9 @@ pub const DELIVERY_FAILURES_TOTAL: &str = "cdc_delivery_failures_total";
 /// acknowledged messages (e.g. a restart that lost its log end). Each restarts the session from
 /// the last confirmed position, so those changes are sent again.
 pub const ACK_REGRESSIONS_TOTAL: &str = "cdc_ack_offset_regressions_total";
+/// Change events larger than the producer's `message.max.bytes`, dead-lettered to the table
+/// topic's `.dlq` topic instead (naming the row and position).
+pub const OVERSIZED_TOTAL: &str = "cdc_oversized_events_total";
 
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
@@ -86,6 +89,8 @@ pub struct Metrics {
     pub delivery_failures: IntCounter,
     /// [`ACK_REGRESSIONS_TOTAL`]
     pub ack_regressions: IntCounter,
+    /// [`OVERSIZED_TOTAL`]
+    pub oversized: IntCounter,
 }
 
 impl Metrics {
@@ -165,6 +170,10 @@ impl Metrics {
                 DELIVERY_FAILURES_TOTAL,
                 "Messages the broker refused for good.",
             )?,
+            oversized: IntCounter::new(
+                OVERSIZED_TOTAL,
+                "Change events larger than the broker accepts, dead-lettered to the table topic's .dlq topic instead.",
+            )?,
             ack_regressions: IntCounter::new(
                 ACK_REGRESSIONS_TOTAL,
                 "Acknowledgements at an offset not after the partition's previous one (the broker lost acknowledged messages; they are sent again).",
@@ -187,6 +196,7 @@ impl Metrics {
         registry.register(Box::new(m.heartbeats.clone()))?;
         registry.register(Box::new(m.delivery_failures.clone()))?;
         registry.register(Box::new(m.ack_regressions.clone()))?;
+        registry.register(Box::new(m.oversized.clone()))?;
         Ok(m)
     }
 }
