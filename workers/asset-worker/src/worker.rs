@@ -664,6 +664,7 @@ fn kind_reason(kind: DeadLetterKind) -> &'static str {
         DeadLetterKind::Decode => "malformed_event",
         DeadLetterKind::InvalidInput => "invalid_row",
         DeadLetterKind::Processing => "processing",
+        DeadLetterKind::TooLarge => "too_large",
     }
 }
 
