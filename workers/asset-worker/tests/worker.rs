@@ -219,6 +219,49 @@ impl Harness {
         out
     }
 
+    /// The worker binary in consumer group `group`: small batches, one decode thread.
+    fn spawn_worker(&self, group: &str, metrics_addr: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args([
+                "--database-url",
+                &self.db.url,
+                "--kafka-brokers",
+                &self.env.kafka_brokers,
+            ])
+            .args([
+                "--topic-prefix",
+                &self.kafka.topic_prefix,
+                "--group-id",
+                group,
+            ])
+            .args(["--assets-root", self.root.to_str().unwrap()])
+            .args([
+                "--batch-size",
+                "20",
+                "--flush-interval",
+                "50ms",
+                "--workers",
+                "1",
+                "--queue-depth",
+                "8",
+            ])
+            .args([
+                "--max-poll-interval",
+                "7s",
+                "--session-timeout",
+                "6s",
+                "--metrics-addr",
+                metrics_addr,
+            ])
+            .args(["--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn asset-worker")
+    }
+
     async fn finish(mut self) {
         let _ = self.cdc.kill();
         let _ = self.cdc.wait();
@@ -547,47 +590,7 @@ async fn kill_9_mid_batch_loses_nothing() {
         );
     }
     let group = unique_name("g");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_asset-worker"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .args([
-                "--database-url",
-                &h.db.url,
-                "--kafka-brokers",
-                &h.env.kafka_brokers,
-            ])
-            .args([
-                "--topic-prefix",
-                &h.kafka.topic_prefix,
-                "--group-id",
-                &group,
-            ])
-            .args(["--assets-root", h.root.to_str().unwrap()])
-            .args([
-                "--batch-size",
-                "20",
-                "--flush-interval",
-                "50ms",
-                "--workers",
-                "1",
-                "--queue-depth",
-                "8",
-            ])
-            .args([
-                "--max-poll-interval",
-                "7s",
-                "--session-timeout",
-                "6s",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--log-format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn asset-worker")
-    };
+    let spawn = || h.spawn_worker(&group, "127.0.0.1:0");
     let mut first = spawn();
     let pool = h.pool().clone();
     let done = |min: i64| {
@@ -628,5 +631,96 @@ async fn kill_9_mid_batch_loses_nothing() {
         .status();
     let status = second.wait().unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
+    h.finish().await;
+}
+
+/// Files a worker has processed, from its `/metrics` (0 while it does not answer).
+fn processed(metrics_addr: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(metrics_addr) else {
+        return 0.0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0.0;
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("asset_files_processed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Two workers in one group share the partitions (both enrich files); one is killed with
+/// SIGKILL, and rows inserted afterwards, on every partition, are all enriched by the other
+/// once it has taken over the dead one's partitions.
+#[tokio::test]
+async fn two_workers_share_the_partitions_and_either_may_die() {
+    let h = Harness::new("pair").await;
+    let jpeg = corpus::jpeg(256, 192, 7, 80);
+    let sha = asset_worker::probe::hash::sha256_hex(&jpeg);
+    h.put("/pair/", "photo.jpg", &jpeg);
+    let group = unique_name("g");
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let mut a = h.spawn_worker(&group, &addr_a);
+    let mut b = h.spawn_worker(&group, &addr_b);
+
+    // Rows keep coming until both members have enriched some (the group settles on both).
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while processed(&addr_a) == 0.0 || processed(&addr_b) == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both members should get partitions: a {} b {}",
+            processed(&addr_a),
+            processed(&addr_b)
+        );
+        for _ in 0..12 {
+            ids.push(h.insert("/pair/", "photo.jpg", None, None).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    h.wait_until_settled(&ids, Duration::from_secs(120)).await;
+    let shared_out = (processed(&addr_a), processed(&addr_b));
+
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let mut later = Vec::new();
+    for _ in 0..60 {
+        later.push(h.insert("/pair/", "photo.jpg", None, None).await);
+    }
+    h.wait_until_settled(&later, Duration::from_secs(120)).await;
+    ids.extend(later);
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT enrichment_status, metadata #>> '{asset_worker,sha256}' FROM image_assets WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for (status, digest) in rows {
+        assert_eq!(status, "done");
+        assert_eq!(digest.as_deref(), Some(sha.as_str()));
+    }
+    eprintln!(
+        "{} rows; before the kill a enriched {} and b {}; b {} in all",
+        ids.len(),
+        shared_out.0,
+        shared_out.1,
+        processed(&addr_b)
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status();
+    assert!(b.wait().unwrap().success(), "clean exit after SIGTERM");
     h.finish().await;
 }
