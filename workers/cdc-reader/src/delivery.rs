@@ -48,8 +48,8 @@ struct State {
     failure: Option<String>,
     /// A broker acknowledgement that went backwards (see [`Error::AckRegression`]).
     regression: Option<String>,
-    /// Offset of the last acknowledgement per `(topic, partition)`.
-    last_offsets: HashMap<(String, i32), i64>,
+    /// Offset of the last acknowledgement per topic and partition.
+    last_offsets: HashMap<String, HashMap<i32, i64>>,
 }
 
 impl State {
@@ -220,10 +220,18 @@ impl Tracker {
     fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
         let problem = {
             let mut state = self.lock();
-            let last = state
-                .last_offsets
-                .get(&(topic.to_owned(), partition))
-                .copied();
+            // Looked up by `&str`: no allocation per acknowledgement.
+            if !state.last_offsets.contains_key(topic) {
+                state.last_offsets.insert(topic.to_owned(), HashMap::new());
+            }
+            let partitions = state.last_offsets.get_mut(topic);
+            let last = partitions.and_then(|p| {
+                let last = p.get(&partition).copied();
+                if offset >= 0 && last.is_none_or(|last| offset > last) {
+                    p.insert(partition, offset);
+                }
+                last
+            });
             match last {
                 Some(last) if offset <= last => Some(format!(
                     "{topic}[{partition}] acknowledged offset {offset} after {last}"
@@ -231,12 +239,7 @@ impl Tracker {
                 None if offset < 0 => Some(format!(
                     "{topic}[{partition}] acknowledged without an offset ({offset})"
                 )),
-                _ => {
-                    state
-                        .last_offsets
-                        .insert((topic.to_owned(), partition), offset);
-                    None
-                }
+                _ => None,
             }
         };
         match problem {
