@@ -6,9 +6,12 @@
 //! booleans as booleans. Columns the event lacks (unchanged TOASTed values) are absent, which
 //! is not the same as NULL.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use shared::envelope::{ChangeEvent, Op};
+use shared::envelope::{ChangeEvent, Op, Source};
 use uuid::Uuid;
 
 use saju::{Birth, Gender, Instant, Options};
@@ -95,6 +98,48 @@ impl MalformedEvent {
             problem: problem.into(),
         }
     }
+}
+
+/// The columns [`decide`] reads.
+const INPUT_COLUMNS: [&str; 6] = [
+    "id",
+    "birth_date",
+    "is_solar",
+    "is_leap_month",
+    "gender",
+    "analysis_input",
+];
+
+/// Parses a change event, keeping only the columns the analyzer reads: every other value of
+/// `after` (the analysis document of a write-back above all) and `before` are only scanned,
+/// never built into values.
+pub fn read_event(payload: &[u8]) -> Result<ChangeEvent, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Lean<'a> {
+        op: Op,
+        #[serde(borrow, default)]
+        after: Option<HashMap<String, &'a RawValue>>,
+        source: Source,
+    }
+    let lean: Lean<'_> = serde_json::from_slice(payload)?;
+    let after = lean
+        .after
+        .map(|row| {
+            INPUT_COLUMNS
+                .iter()
+                .filter_map(|&column| {
+                    let raw = row.get(column)?;
+                    Some(serde_json::from_str(raw.get()).map(|v| (column.to_owned(), v)))
+                })
+                .collect::<Result<Map<String, Value>, _>>()
+        })
+        .transpose()?;
+    Ok(ChangeEvent {
+        op: lean.op,
+        before: None,
+        after,
+        source: lean.source,
+    })
 }
 
 /// Reads an event and decides what it asks for. `fingerprint` is [`Fingerprint::of`] with
@@ -292,6 +337,43 @@ mod tests {
             "source": {"lsn": 1, "commit_lsn": 2, "ts": "2026-01-01T00:00:00Z", "schema": "public", "table": "saju_profiles"}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn lean_reading_keeps_the_inputs_and_skips_the_rest() {
+        let mut after = row();
+        after["analysis_input"] = json!("x|\"quoted\"|\u{e9}");
+        after["analysis_result"] = json!({"scores": {"wood": 30}, "groups": [102, 7], "s": "a\"b"});
+        let payload = json!({
+            "op": "u", "before": {"id": "0190f0f0-0000-7000-8000-000000000001"}, "after": after,
+            "source": {"lsn": 1, "commit_lsn": 2, "xid": 9, "ts": "2026-01-01T00:00:00Z", "schema": "public", "table": "saju_profiles"}
+        })
+        .to_string();
+        let lean = read_event(payload.as_bytes()).unwrap();
+        let full = ChangeEvent::from_slice(payload.as_bytes()).unwrap();
+        let kept = lean.after.as_ref().unwrap();
+        assert_eq!(kept.len(), INPUT_COLUMNS.len());
+        assert!(kept.get("analysis_result").is_none() && lean.before.is_none());
+        for column in INPUT_COLUMNS {
+            assert_eq!(kept.get(column), full.after.as_ref().unwrap().get(column), "{column}");
+        }
+        assert_eq!(lean.source, full.source);
+        let fingerprint = Fingerprint::new(&Options::default());
+        assert_eq!(
+            format!("{:?}", decide(&lean, &fingerprint).unwrap()),
+            format!("{:?}", decide(&full, &fingerprint).unwrap())
+        );
+        // A missing input column stays missing (not NULL); garbage is an error.
+        let mut partial = row();
+        partial.as_object_mut().unwrap().remove("gender");
+        let payload = json!({"op": "c", "after": partial, "source": full.source}).to_string();
+        let lean = read_event(payload.as_bytes()).unwrap();
+        assert!(matches!(
+            decide(&lean, &fingerprint),
+            Err(MalformedEvent::Column { column: "gender", .. })
+        ));
+        assert!(read_event(b"{oops").is_err());
+        assert!(read_event(br#"{"op":"d","source":{}}"#).is_err());
     }
 
     fn row() -> Value {

@@ -24,7 +24,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use saju::Options;
 use shared::dlq::{dead_letter, Failure, Kind, Original};
-use shared::envelope::ChangeEvent;
 use shared::kafka::LagContext;
 use shared::shutdown::Shutdown;
 use sqlx::PgPool;
@@ -198,7 +197,7 @@ impl Worker {
 
     fn read(&self, message: &BorrowedMessage<'_>) -> Item {
         let payload = message.payload().unwrap_or_default();
-        let work = match ChangeEvent::from_slice(payload)
+        let work = match crate::profile::read_event(payload)
             .map_err(MalformedEvent::NotAnEnvelope)
             .and_then(|event| {
                 self.metrics
@@ -221,10 +220,20 @@ impl Worker {
                 Work::Malformed(e.to_string())
             }
         };
-        Item {
-            original: Original::from_message(message),
-            work,
-        }
+        let original = match work {
+            // Only its position is needed: the payload (a write-back's whole document) is
+            // not copied.
+            Work::Skip => Original {
+                topic: String::new(),
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: None,
+                key: None,
+                value: None,
+            },
+            _ => Original::from_message(message),
+        };
+        Item { original, work }
     }
 
     async fn write_loop(
