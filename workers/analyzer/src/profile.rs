@@ -355,7 +355,11 @@ mod tests {
         assert_eq!(kept.len(), INPUT_COLUMNS.len());
         assert!(kept.get("analysis_result").is_none() && lean.before.is_none());
         for column in INPUT_COLUMNS {
-            assert_eq!(kept.get(column), full.after.as_ref().unwrap().get(column), "{column}");
+            assert_eq!(
+                kept.get(column),
+                full.after.as_ref().unwrap().get(column),
+                "{column}"
+            );
         }
         assert_eq!(lean.source, full.source);
         let fingerprint = Fingerprint::new(&Options::default());
@@ -370,7 +374,10 @@ mod tests {
         let lean = read_event(payload.as_bytes()).unwrap();
         assert!(matches!(
             decide(&lean, &fingerprint),
-            Err(MalformedEvent::Column { column: "gender", .. })
+            Err(MalformedEvent::Column {
+                column: "gender",
+                ..
+            })
         ));
         assert!(read_event(b"{oops").is_err());
         assert!(read_event(br#"{"op":"d","source":{}}"#).is_err());

@@ -271,9 +271,14 @@ mod tests {
         let grid = Grid {
             width: 4,
             height: 2,
-            rgba: [[0u8, 0, 0, 255], [100, 0, 0, 255], [0, 200, 0, 255], [0, 0, 50, 255]]
-                .repeat(2)
-                .concat(),
+            rgba: [
+                [0u8, 0, 0, 255],
+                [100, 0, 0, 255],
+                [0, 200, 0, 255],
+                [0, 0, 50, 255],
+            ]
+            .repeat(2)
+            .concat(),
         };
         let half = resample(&grid, 2, 1);
         assert_eq!(half.rgba, vec![50, 0, 0, 255, 0, 100, 25, 255]);
