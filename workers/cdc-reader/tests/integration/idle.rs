@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::testkit::{unique_name, wait_for};
+use shared::testkit::wait_for;
 
 use crate::support::*;
 
@@ -10,25 +10,12 @@ use crate::support::*;
 /// keepalive; with nothing in flight the reader confirms it. No heartbeat involved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_advances_on_keepalives() {
-    let env = TestEnv::get();
-    let db = env.database("cdc_idle").await;
-    let other = env.database("cdc_idle_other").await;
-    let pool = db.pool.clone();
-    let slot = unique_name("cdc_slot");
-    let prefix = unique_name("cdct");
-    let reader = InProcess::start(config(
-        &db.url,
-        &env.kafka_brokers,
-        &slot,
-        &prefix,
-        &["--heartbeat-interval", "0", "--snapshot", "never"],
-    ));
-    wait_for("slot streaming", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        let slot = slot.clone();
-        async move { slot_streaming(&pool, &slot).await.then_some(()) }
-    })
-    .await;
+    let s = Scenario::new("cdc_idle").await;
+    let other = s.env.database("cdc_idle_other").await;
+    let (pool, slot) = (s.pool.clone(), s.slot.clone());
+    let reader = s
+        .reader(&["--heartbeat-interval", "0", "--snapshot", "never"])
+        .await;
     let start = confirmed_flush(&pool, &slot).await.unwrap();
     insert_profiles(&other.pool, 1000).await;
     let mark = current_wal_lsn(&pool).await;
@@ -43,33 +30,18 @@ async fn slot_advances_on_keepalives() {
         },
     )
     .await;
-    reader.stop().await;
-    drop_slot(&pool, &slot).await;
-    db.drop_database().await;
+    s.finish(reader).await;
     other.drop_database().await;
 }
 
 /// The heartbeat's own transaction flows through the slot and is confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_advances_on_heartbeats() {
-    let env = TestEnv::get();
-    let db = env.database("cdc_beat").await;
-    let pool = db.pool.clone();
-    let slot = unique_name("cdc_slot");
-    let prefix = unique_name("cdct");
-    let reader = InProcess::start(config(
-        &db.url,
-        &env.kafka_brokers,
-        &slot,
-        &prefix,
-        &["--heartbeat-interval", "1s", "--snapshot", "never"],
-    ));
-    wait_for("slot streaming", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        let slot = slot.clone();
-        async move { slot_streaming(&pool, &slot).await.then_some(()) }
-    })
-    .await;
+    let s = Scenario::new("cdc_beat").await;
+    let (pool, slot) = (s.pool.clone(), s.slot.clone());
+    let reader = s
+        .reader(&["--heartbeat-interval", "1s", "--snapshot", "never"])
+        .await;
     let mark = current_wal_lsn(&pool).await;
     let beat = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, Option<String>>("SELECT lsn::text FROM cdc_heartbeat WHERE id = 1")
@@ -102,7 +74,5 @@ async fn slot_advances_on_heartbeats() {
         },
     )
     .await;
-    reader.stop().await;
-    drop_slot(&pool, &slot).await;
-    db.drop_database().await;
+    s.finish(reader).await;
 }

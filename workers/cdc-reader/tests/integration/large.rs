@@ -10,24 +10,11 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_rows_in_one_transaction() {
-    let env = TestEnv::get();
-    let db = env.database("cdc_large").await;
-    let pool = db.pool.clone();
-    let slot = unique_name("cdc_slot");
-    let prefix = unique_name("cdct");
-    let reader = InProcess::start(config(
-        &db.url,
-        &env.kafka_brokers,
-        &slot,
-        &prefix,
-        &["--max-in-flight", "5000", "--snapshot", "never"],
-    ));
-    wait_for("slot streaming", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        let slot = slot.clone();
-        async move { slot_streaming(&pool, &slot).await.then_some(()) }
-    })
-    .await;
+    let s = Scenario::new("cdc_large").await;
+    let (env, pool, slot, prefix) = (&s.env, s.pool.clone(), s.slot.clone(), s.prefix.clone());
+    let reader = s
+        .reader(&["--max-in-flight", "5000", "--snapshot", "never"])
+        .await;
 
     let started = Instant::now();
     insert_profiles(&pool, 100_000).await;
@@ -66,9 +53,7 @@ async fn hundred_thousand_rows_in_one_transaction() {
     );
     let keys: HashSet<_> = read.records.iter().map(|r| r.key.clone()).collect();
     assert_eq!(keys.len(), 100_000);
-    reader.stop().await;
-    drop_slot(&pool, &slot).await;
-    db.drop_database().await;
+    s.finish(reader).await;
 }
 
 /// A change event larger than the producer accepts is not written to its topic: a dead letter
@@ -79,24 +64,16 @@ async fn oversized_change_is_dead_lettered_and_the_stream_goes_on() {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::Message;
 
-    let env = TestEnv::get();
-    let db = env.database("cdc_oversized").await;
-    let pool = db.pool.clone();
-    let slot = unique_name("cdc_slot");
-    let prefix = unique_name("cdct");
-    let reader = InProcess::start(config(
-        &db.url,
-        &env.kafka_brokers,
-        &slot,
-        &prefix,
-        &[
+    let s = Scenario::new("cdc_oversized").await;
+    let (env, pool, slot, prefix) = (&s.env, s.pool.clone(), s.slot.clone(), s.prefix.clone());
+    let reader = s
+        .reader(&[
             "--snapshot",
             "never",
             "--kafka-property",
             "message.max.bytes=100000",
-        ],
-    ));
-    wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(30)).await;
+        ])
+        .await;
 
     // ~300 kB of name: three times the limit.
     let (big,): (uuid::Uuid,) = sqlx::query_as(
@@ -166,7 +143,5 @@ async fn oversized_change_is_dead_lettered_and_the_stream_goes_on() {
     )
     .await;
     assert!(!reader.handle.is_finished(), "the reader stopped");
-    reader.stop().await;
-    drop_slot(&pool, &slot).await;
-    db.drop_database().await;
+    s.finish(reader).await;
 }

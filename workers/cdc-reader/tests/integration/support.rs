@@ -886,3 +886,53 @@ pub async fn slot_streaming(pool: &PgPool, slot: &str) -> bool {
     .await
     .unwrap_or(false)
 }
+
+/// One test's own database, slot name and topic prefix on the shared test services.
+pub struct Scenario {
+    pub env: TestEnv,
+    pub db: shared::testkit::TestDatabase,
+    pub pool: PgPool,
+    pub slot: String,
+    pub prefix: String,
+}
+
+impl Scenario {
+    pub async fn new(label: &str) -> Self {
+        let env = TestEnv::get();
+        let db = env.database(label).await;
+        let pool = db.pool.clone();
+        Self {
+            env,
+            db,
+            pool,
+            slot: unique_name("cdc_slot"),
+            prefix: unique_name("cdct"),
+        }
+    }
+
+    /// A reader in this process on the scenario's slot (with `extra` flags), once streaming.
+    pub async fn reader(&self, extra: &[&str]) -> InProcess {
+        let reader = InProcess::start(config(
+            &self.db.url,
+            &self.env.kafka_brokers,
+            &self.slot,
+            &self.prefix,
+            extra,
+        ));
+        wait_streaming(
+            &self.pool,
+            &self.slot,
+            "slot streaming",
+            Duration::from_secs(30),
+        )
+        .await;
+        reader
+    }
+
+    /// Stops `reader`, drops the slot and the database.
+    pub async fn finish(self, reader: InProcess) {
+        reader.stop().await;
+        drop_slot(&self.pool, &self.slot).await;
+        self.db.drop_database().await;
+    }
+}
