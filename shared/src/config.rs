@@ -16,7 +16,9 @@ use crate::redact::redact_url;
 #[derive(Args, Clone)]
 pub struct PostgresArgs {
     /// PostgreSQL connection URL, e.g. `postgres://user:pass@127.0.0.1:5432/pipeline`. The
-    /// password is never logged.
+    /// password is never logged. TLS as in libpq: `?sslmode=disable|prefer|require|verify-ca|
+    /// verify-full` (default prefer) and `sslrootcert=<PEM file>` (default: public web roots),
+    /// for the pool and the replication connection alike.
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 

@@ -50,6 +50,10 @@ pub enum PgWireError {
     /// The connection URL cannot be used.
     #[error("connection URL: {0}")]
     Url(String),
+    /// TLS cannot be set up as `sslmode` asks (no TLS on the server, an untrusted
+    /// certificate, an unreadable `sslrootcert`).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl PgWireError {
@@ -62,7 +66,10 @@ impl PgWireError {
                 // 28: invalid authorization; 42: syntax error or access rule violation.
                 !(code.starts_with("28") || code.starts_with("42"))
             }
-            PgWireError::Protocol(_) | PgWireError::Auth(_) | PgWireError::Url(_) => false,
+            PgWireError::Protocol(_)
+            | PgWireError::Auth(_)
+            | PgWireError::Url(_)
+            | PgWireError::Tls(_) => false,
         }
     }
 
@@ -84,6 +91,7 @@ pub struct ConnectParams {
     password: Option<String>,
     database: String,
     application_name: String,
+    tls: crate::tls::TlsParams,
 }
 
 impl std::fmt::Debug for ConnectParams {
@@ -93,14 +101,15 @@ impl std::fmt::Debug for ConnectParams {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("database", &self.database)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
 
 impl ConnectParams {
-    /// Parses `postgres://user:password@host:port/database?host=/socket/dir&sslmode=disable`.
-    /// TLS is not supported on the replication connection: `sslmode=require` and stricter are
-    /// refused rather than silently downgraded.
+    /// Parses `postgres://user:password@host:port/database?host=/socket/dir&sslmode=…&sslrootcert=…`
+    /// (`sslmode` as in libpq, default `prefer`; see [`crate::tls`]). Unix sockets never use
+    /// TLS.
     pub fn from_url(raw: &str, application_name: &str) -> Result<Self, PgWireError> {
         let url = url::Url::parse(raw).map_err(|e| PgWireError::Url(e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -114,6 +123,7 @@ impl ConnectParams {
         let mut user = percent_decode(url.username());
         let mut password = url.password().map(percent_decode);
         let mut database = percent_decode(url.path().trim_start_matches('/'));
+        let mut tls = crate::tls::TlsParams::default();
         for (key, value) in url.query_pairs() {
             match &*key {
                 "host" => host = value.into_owned(),
@@ -125,11 +135,8 @@ impl ConnectParams {
                 "user" => user = value.into_owned(),
                 "password" => password = Some(value.into_owned()),
                 "dbname" => database = value.into_owned(),
-                "sslmode" if matches!(&*value, "require" | "verify-ca" | "verify-full") => {
-                    return Err(PgWireError::Url(format!(
-                        "sslmode={value} is not supported by the replication connection"
-                    )))
-                }
+                "sslmode" => tls.mode = crate::tls::SslMode::parse(&value)?,
+                "sslrootcert" => tls.root_cert = Some(value.into_owned().into()),
                 _ => {}
             }
         }
@@ -149,6 +156,7 @@ impl ConnectParams {
             password,
             database,
             application_name: application_name.to_owned(),
+            tls,
         })
     }
 
@@ -236,7 +244,10 @@ impl ReplicationConnection {
         } else {
             let stream = TcpStream::connect((params.host.as_str(), params.port)).await?;
             stream.set_nodelay(true)?;
-            Box::new(stream)
+            match crate::tls::negotiate(stream, &params.host, &params.tls).await? {
+                crate::tls::Negotiated::Plain(stream) => Box::new(stream),
+                crate::tls::Negotiated::Tls(stream) => Box::new(stream),
+            }
         };
         let mut conn = Self {
             socket,
@@ -644,7 +655,24 @@ mod tests {
             (p.host.as_str(), p.port, p.user.as_str()),
             ("/tmp", 55433, "postgres")
         );
-        assert!(ConnectParams::from_url("postgres://h/d?sslmode=require", "x").is_err());
+        let p = ConnectParams::from_url(
+            "postgres://h/d?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(p.tls.mode, crate::tls::SslMode::VerifyFull);
+        assert_eq!(
+            p.tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(
+            ConnectParams::from_url("postgres://h/d", "x")
+                .unwrap()
+                .tls
+                .mode,
+            crate::tls::SslMode::Prefer
+        );
+        assert!(ConnectParams::from_url("postgres://h/d?sslmode=yes", "x").is_err());
         assert!(ConnectParams::from_url("mysql://h/d", "x").is_err());
     }
 

@@ -29,6 +29,7 @@ pub mod raw_row;
 pub mod replication;
 pub mod slot;
 pub mod snapshot;
+pub mod tls;
 pub mod topics;
 pub mod wal2json;
 

@@ -12,3 +12,4 @@ mod restarts;
 mod snapshot;
 mod standby;
 mod support;
+mod tls;

@@ -647,6 +647,34 @@ impl PrivateCluster {
         pool
     }
 
+    /// Turns TLS on with this certificate chain and key (PEM), then restarts.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.dir.join("data");
+        let cert = data.join("server.crt");
+        let key = data.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+        }
+        if running_as_root() {
+            for file in [&cert, &key] {
+                let ok = StdCommand::new("chown")
+                    .args(["postgres", &file.to_string_lossy()])
+                    .status()
+                    .expect("chown");
+                assert!(ok.success());
+            }
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf_path, conf).expect("write postgresql.conf");
+        self.restart();
+    }
+
     pub fn restart(&self) {
         self.pg_ctl(&[
             "restart",
