@@ -19,6 +19,9 @@ use crate::envelope::{encode_value, SourceInfo};
 use crate::error::Error;
 use crate::topics::Routes;
 
+/// How often a long table copy logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Snapshot settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotParams {
@@ -80,6 +83,18 @@ pub async fn run(
             table: &route.table.table,
             snapshot: true,
         };
+        // The planner's estimate, for the progress log (0 for a never-analyzed table).
+        let estimate: i64 = sqlx::query_scalar(
+            "SELECT GREATEST(reltuples, 0)::int8 FROM pg_class WHERE oid = to_regclass($1)",
+        )
+        .bind(route.table.quoted())
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(Error::db("estimating a captured table's size"))?
+        .unwrap_or(0);
+        tracing::info!(table = %route.table, estimated_rows = estimate, "snapshot of table started");
+        let table_started = std::time::Instant::now();
+        let mut last_report = table_started;
         let mut rows_of_table = 0u64;
         loop {
             if shutdown.is_triggered() {
@@ -122,6 +137,17 @@ pub async fn run(
             }
             route.events(Op::Read).inc_by(rows.len() as u64);
             rows_of_table += rows.len() as u64;
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = std::time::Instant::now();
+                let seconds = table_started.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(
+                    table = %route.table,
+                    rows = rows_of_table,
+                    estimated_rows = estimate,
+                    rows_per_second = (rows_of_table as f64 / seconds).round(),
+                    "snapshot progress"
+                );
+            }
         }
         execute(&mut conn, "CLOSE cdc_snapshot")
             .await
