@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shared::testkit::{unique_name, wait_for};
+use shared::testkit::unique_name;
 use sqlx::PgPool;
 
 use crate::support::*;
@@ -26,17 +26,7 @@ async fn postgres_restart_loses_nothing() {
         &["--reconnect-backoff-max", "1s"],
     ));
     wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(30)).await;
-    let reference = ReferenceSlot::create(&pool, TABLES).await;
-    let workload = Workload::start(url.clone());
-    let before = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_confirmed(
-        &pool,
-        &slot,
-        "the reader to confirm some changes",
-        Duration::from_secs(30),
-        |l| l > before,
-    )
-    .await;
+    let (reference, workload) = start_workload(&pool, &url, &slot, Duration::from_secs(30)).await;
 
     cluster.restart();
     let pool = PgPool::connect(&url).await.unwrap();
@@ -94,30 +84,20 @@ async fn broker_outage_loses_nothing() {
         &["--snapshot", "never"],
     ));
     wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(30)).await;
-    let reference = ReferenceSlot::create(&pool, TABLES).await;
-    let workload = Workload::start(db.url.clone());
-    let start = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_confirmed(
-        &pool,
-        &slot,
-        "the reader to confirm changes",
-        Duration::from_secs(30),
-        |l| l > start,
-    )
-    .await;
+    let (reference, workload) =
+        start_workload(&pool, &db.url, &slot, Duration::from_secs(30)).await;
 
     broker.pause();
     let mark = current_wal_lsn(&pool).await;
     let before = reference.changes(&pool).await.len();
-    wait_for(
-        "changes committed during the outage",
-        Duration::from_secs(30),
-        || {
-            let (pool, reference) = (pool.clone(), &reference);
-            async move { (reference.changes(&pool).await.len() > before + 100).then_some(()) }
-        },
-    )
-    .await;
+    reference
+        .wait_beyond(
+            &pool,
+            before,
+            "changes committed during the outage",
+            Duration::from_secs(30),
+        )
+        .await;
     // Several status intervals have passed: the slot must not have moved past the outage.
     let during = confirmed_flush(&pool, &slot).await.unwrap();
     assert!(
@@ -188,40 +168,29 @@ async fn broker_restart_loses_nothing() {
         log.to_str().unwrap(),
     );
     wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(60)).await;
-    let reference = ReferenceSlot::create(&pool, TABLES).await;
-    let workload = Workload::start(db.url.clone());
-    let start = confirmed_flush(&pool, &slot).await.unwrap();
-    wait_confirmed(
-        &pool,
-        &slot,
-        "the reader to confirm changes",
-        Duration::from_secs(60),
-        |l| l > start,
-    )
-    .await;
+    let (reference, workload) =
+        start_workload(&pool, &db.url, &slot, Duration::from_secs(60)).await;
 
     broker.stop();
     let before = reference.changes(&pool).await.len();
-    wait_for(
-        "changes committed while the broker is down",
-        Duration::from_secs(30),
-        || {
-            let (pool, reference) = (pool.clone(), &reference);
-            async move { (reference.changes(&pool).await.len() > before + 100).then_some(()) }
-        },
-    )
-    .await;
+    reference
+        .wait_beyond(
+            &pool,
+            before,
+            "changes committed while the broker is down",
+            Duration::from_secs(30),
+        )
+        .await;
     broker.relaunch();
     let restarted = reference.changes(&pool).await.len();
-    wait_for(
-        "changes committed after the restart",
-        Duration::from_secs(60),
-        || {
-            let (pool, reference) = (pool.clone(), &reference);
-            async move { (reference.changes(&pool).await.len() > restarted + 100).then_some(()) }
-        },
-    )
-    .await;
+    reference
+        .wait_beyond(
+            &pool,
+            restarted,
+            "changes committed after the restart",
+            Duration::from_secs(60),
+        )
+        .await;
     workload.stop().await;
     let end = current_wal_lsn(&pool).await;
     let expected = reference.changes(&pool).await;

@@ -385,6 +385,21 @@ impl ReferenceSlot {
         out
     }
 
+    /// Waits until more than `count + 100` changes are committed; returns how many there are.
+    pub async fn wait_beyond(
+        &self,
+        pool: &PgPool,
+        count: usize,
+        what: &str,
+        timeout: Duration,
+    ) -> usize {
+        wait_for(what, timeout, || async move {
+            let now = self.changes(pool).await.len();
+            (now > count + 100).then_some(now)
+        })
+        .await
+    }
+
     pub async fn drop(self, pool: &PgPool) {
         let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
             .bind(&self.name)
@@ -963,4 +978,22 @@ impl Scenario {
         drop_slot(&self.pool, &self.slot).await;
         self.db.drop_database().await;
     }
+}
+
+/// A reference slot and a workload on `url`, once the reader on `slot` has confirmed some of
+/// its changes.
+pub async fn start_workload(
+    pool: &PgPool,
+    url: &str,
+    slot: &str,
+    timeout: Duration,
+) -> (ReferenceSlot, Workload) {
+    let reference = ReferenceSlot::create(pool, TABLES).await;
+    let workload = Workload::start(url.to_owned());
+    let start = confirmed_flush(pool, slot).await.unwrap();
+    wait_confirmed(pool, slot, "the reader to confirm changes", timeout, |l| {
+        l > start
+    })
+    .await;
+    (reference, workload)
 }
