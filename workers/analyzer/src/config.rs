@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use saju::{DayBoundary, Options, SolarTime, Zone};
+use saju::Options;
 use shared::config::{parse_duration, parse_listen_addr, ConsumerArgs, KafkaArgs, PostgresArgs};
 
 /// How the analyzer runs.
@@ -53,44 +53,14 @@ pub struct Config {
     #[arg(long = "metrics-addr", env = "METRICS_ADDR", default_value = "127.0.0.1:9102", value_parser = parse_listen_addr)]
     pub metrics_addr: SocketAddr,
 
-    /// Civil clock birth dates are read in: Asia/Seoul (with its history of offsets and
-    /// daylight saving), UTC, or a fixed offset such as +09:00. Lunar input is the civil date
-    /// of birth_date on this clock. Same variable as `analyzer chart`.
-    #[arg(long = "zone", env = "SAJU_ZONE", default_value = "Asia/Seoul")]
-    pub zone: Zone,
-
-    /// When the day pillar changes around 자시: midnight, split-jasi or jasi.
-    #[arg(
-        long = "day-boundary",
-        env = "SAJU_DAY_BOUNDARY",
-        default_value = "midnight"
-    )]
-    pub day_boundary: DayBoundary,
-
-    /// Clock of the day and hour pillars: none (civil clock), mean or true solar time.
-    #[arg(long = "solar-time", env = "SAJU_SOLAR_TIME", default_value = "none")]
-    pub solar_time: SolarTime,
-
-    /// Longitude in degrees east for --solar-time mean|true.
-    #[arg(
-        long = "longitude",
-        env = "SAJU_LONGITUDE",
-        default_value_t = 126.98,
-        allow_negative_numbers = true
-    )]
-    pub longitude: f64,
+    /// Chart conventions (same flags and variables as `analyzer chart`).
+    #[command(flatten)]
+    pub conventions: saju::cli::ConventionArgs,
 }
 
 impl Config {
     /// The conventions charts are computed with, validated.
     pub fn chart_options(&self) -> Result<Options, saju::Error> {
-        let options = Options {
-            zone: self.zone,
-            day_boundary: self.day_boundary,
-            solar_time: self.solar_time,
-            longitude: self.longitude,
-        };
-        options.validate()?;
-        Ok(options)
+        self.conventions.options()
     }
 }

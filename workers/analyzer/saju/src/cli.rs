@@ -58,8 +58,18 @@ pub struct ChartArgs {
     #[arg(long, env = "SAJU_JSONL")]
     pub jsonl: bool,
 
+    /// The chart conventions.
+    #[command(flatten)]
+    pub conventions: ConventionArgs,
+}
+
+/// The conventions a chart is computed with: the `chart` command's and the analyzer's
+/// (the same flags and environment variables for both).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConventionArgs {
     /// Civil clock of the birth place: Asia/Seoul (with its history of offsets and
-    /// daylight saving), UTC, or a fixed offset such as +09:00. Default: Asia/Seoul.
+    /// daylight saving), UTC, or a fixed offset such as +09:00. Lunar input is the civil date
+    /// on this clock. Default: Asia/Seoul.
     #[arg(long, env = "SAJU_ZONE", default_value = "Asia/Seoul")]
     pub zone: Zone,
 
@@ -79,7 +89,7 @@ pub struct ChartArgs {
     pub longitude: f64,
 }
 
-impl ChartArgs {
+impl ConventionArgs {
     /// The chart options these arguments select, validated.
     pub fn options(&self) -> Result<Options, Error> {
         let options = Options {
@@ -90,6 +100,13 @@ impl ChartArgs {
         };
         options.validate()?;
         Ok(options)
+    }
+}
+
+impl ChartArgs {
+    /// The chart options these arguments select, validated.
+    pub fn options(&self) -> Result<Options, Error> {
+        self.conventions.options()
     }
 }
 
@@ -378,8 +395,8 @@ mod tests {
     #[test]
     fn single_chart() {
         let a = args(&["--birth", "2024-02-04T17:28:00+09:00", "--gender", "M"]);
-        assert_eq!(a.zone, Zone::Seoul);
-        assert_eq!(a.day_boundary, DayBoundary::Midnight);
+        assert_eq!(a.conventions.zone, Zone::Seoul);
+        assert_eq!(a.conventions.day_boundary, DayBoundary::Midnight);
         let mut out = Vec::new();
         run_chart(&a, io::empty(), &mut out).unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
