@@ -30,10 +30,15 @@ pub fn plugin_options_sql(tables: &str) -> String {
         .join(", ")
 }
 
-/// Reader settings for a test: its own slot and topic prefix, fast intervals.
-pub fn config(url: &str, brokers: &str, slot: &str, prefix: &str, extra: &[&str]) -> Config {
-    let mut args: Vec<String> = [
-        "cdc-reader",
+/// The flags of every test reader: its database, broker, slot and topic prefix, a free
+/// metrics port, 1 s status updates, 3 partitions.
+fn reader_args<'a>(
+    url: &'a str,
+    brokers: &'a str,
+    slot: &'a str,
+    prefix: &'a str,
+) -> [&'a str; 14] {
+    [
         "--database-url",
         url,
         "--kafka-brokers",
@@ -46,14 +51,18 @@ pub fn config(url: &str, brokers: &str, slot: &str, prefix: &str, extra: &[&str]
         "127.0.0.1:0",
         "--status-interval",
         "1s",
-        "--slot-poll-interval",
-        "1s",
         "--topic-partitions",
         "3",
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+}
+
+/// Reader settings for a test: its own slot and topic prefix, fast intervals.
+pub fn config(url: &str, brokers: &str, slot: &str, prefix: &str, extra: &[&str]) -> Config {
+    let mut args: Vec<String> = std::iter::once("cdc-reader")
+        .chain(reader_args(url, brokers, slot, prefix))
+        .chain(["--slot-poll-interval", "1s"])
+        .map(str::to_owned)
+        .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     Cli::try_parse_from(args)
         .expect("test config parses")
@@ -115,26 +124,8 @@ impl Spawned {
         let child = StdCommand::new(env!("CARGO_BIN_EXE_cdc-reader"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .args([
-                "--database-url",
-                url,
-                "--kafka-brokers",
-                brokers,
-                "--topic-prefix",
-                prefix,
-                "--slot",
-                slot,
-            ])
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--status-interval",
-                "1s",
-                "--topic-partitions",
-                "3",
-                "--log-format",
-                "json",
-            ])
+            .args(reader_args(url, brokers, slot, prefix))
+            .args(["--log-format", "json"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file)
