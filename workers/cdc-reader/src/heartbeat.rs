@@ -16,14 +16,7 @@ use crate::metrics::Metrics;
 /// Updates `cdc_heartbeat` every `interval` until `stop`; gives up quietly (once, with a
 /// warning) if the table does not exist.
 pub async fn beat(pool: PgPool, interval: Duration, metrics: Metrics, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    every(interval, &stop, || async {
         let result = sqlx::query(
             "UPDATE cdc_heartbeat SET beat_at = now(), lsn = pg_current_wal_lsn() WHERE id = 1",
         )
@@ -33,11 +26,13 @@ pub async fn beat(pool: PgPool, interval: Duration, metrics: Metrics, stop: Canc
             Ok(_) => metrics.heartbeats.inc(),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
                 tracing::warn!("table cdc_heartbeat does not exist (run `cdc-reader migrate`); heartbeats disabled");
-                return;
+                return false;
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat update failed"),
         }
-    }
+        true
+    })
+    .await;
 }
 
 /// Reads the slot's lag and state into the metrics every `interval` until `stop`.
@@ -48,6 +43,27 @@ pub async fn watch_slot(
     metrics: Metrics,
     stop: CancellationToken,
 ) {
+    every(interval, &stop, || async {
+        match crate::slot::lag(&pool, &slot).await {
+            Ok(Some((bytes, active))) => {
+                metrics.lag_bytes.set(bytes);
+                metrics.slot_active.set(i64::from(active));
+            }
+            Ok(None) => metrics.slot_active.set(0),
+            Err(e) => tracing::debug!(error = %e, "cannot read the slot's lag"),
+        }
+        true
+    })
+    .await;
+}
+
+/// Runs `step` now and then every `interval` (a late tick delays the next), until `stop` or
+/// until `step` returns false.
+async fn every<F, Fut>(interval: Duration, stop: &CancellationToken, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -56,13 +72,8 @@ pub async fn watch_slot(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match crate::slot::lag(&pool, &slot).await {
-            Ok(Some((bytes, active))) => {
-                metrics.lag_bytes.set(bytes);
-                metrics.slot_active.set(i64::from(active));
-            }
-            Ok(None) => metrics.slot_active.set(0),
-            Err(e) => tracing::debug!(error = %e, "cannot read the slot's lag"),
+        if !step().await {
+            return;
         }
     }
 }
