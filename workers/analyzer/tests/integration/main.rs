@@ -6,3 +6,30 @@
 mod pipeline;
 mod queries;
 mod worker;
+
+use shared::testkit::TestEnv;
+
+/// Flags of an analyzer on `database_url` and this environment's broker, in consumer group
+/// `group`, with the test environment's quick group timings and a 20 ms flush.
+pub fn analyzer_args(env: &TestEnv, database_url: &str, prefix: &str, group: &str) -> Vec<String> {
+    let consumer = env.consumer();
+    [
+        "--database-url",
+        database_url,
+        "--kafka-brokers",
+        &env.kafka_brokers,
+        "--topic-prefix",
+        prefix,
+        "--group-id",
+        group,
+        "--max-poll-interval",
+        &format!("{}ms", consumer.max_poll_interval.as_millis()),
+        "--session-timeout",
+        &format!("{}ms", consumer.session_timeout.as_millis()),
+        "--flush-interval",
+        "20ms",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}

@@ -60,26 +60,7 @@ impl Stack {
 
     /// Flags of an analyzer for this stack.
     pub fn analyzer_args(&self, group: &str) -> Vec<String> {
-        let consumer = self.env.consumer();
-        [
-            "--database-url",
-            &self.db.url,
-            "--kafka-brokers",
-            &self.env.kafka_brokers,
-            "--topic-prefix",
-            &self.prefix,
-            "--group-id",
-            group,
-            "--max-poll-interval",
-            &format!("{}ms", consumer.max_poll_interval.as_millis()),
-            "--session-timeout",
-            &format!("{}ms", consumer.session_timeout.as_millis()),
-            "--flush-interval",
-            "20ms",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+        crate::analyzer_args(&self.env, &self.db.url, &self.prefix, group)
     }
 
     /// An analyzer in this process.

@@ -21,26 +21,13 @@ struct Cli {
 
 /// An analyzer configured for one test's database and topics.
 fn config(env: &TestEnv, db: &TestDatabase, prefix: &str) -> analyzer::Config {
-    let consumer = env.consumer();
-    Cli::try_parse_from([
-        "analyzer",
-        "--database-url",
-        &db.url,
-        "--kafka-brokers",
-        &env.kafka_brokers,
-        "--topic-prefix",
-        prefix,
-        "--group-id",
-        &unique_name("analyzer"),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--max-poll-interval",
-        &format!("{}ms", consumer.max_poll_interval.as_millis()),
-        "--session-timeout",
-        &format!("{}ms", consumer.session_timeout.as_millis()),
-        "--flush-interval",
-        "20ms",
-    ])
+    let args = crate::analyzer_args(env, &db.url, prefix, &unique_name("analyzer"));
+    let metrics = ["--metrics-addr", "127.0.0.1:0"].map(str::to_owned);
+    Cli::try_parse_from(
+        std::iter::once("analyzer".to_owned())
+            .chain(args)
+            .chain(metrics),
+    )
     .expect("valid analyzer flags")
     .config
 }
