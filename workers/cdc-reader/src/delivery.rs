@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -67,6 +67,41 @@ impl State {
         }
         self.confirmed != before
     }
+
+    /// Records an acknowledgement at `offset`; an error when it does not follow the
+    /// partition's previous one (or has no offset at all).
+    fn follow_offset(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), String> {
+        // Looked up by `&str`: no allocation per acknowledgement.
+        if !self.last_offsets.contains_key(topic) {
+            self.last_offsets.insert(topic.to_owned(), HashMap::new());
+        }
+        let partitions = self.last_offsets.get_mut(topic);
+        let last = partitions.and_then(|p| {
+            let last = p.get(&partition).copied();
+            if offset >= 0 && last.is_none_or(|last| offset > last) {
+                p.insert(partition, offset);
+            }
+            last
+        });
+        match last {
+            Some(last) if offset <= last => Err(format!(
+                "{topic}[{partition}] acknowledged offset {offset} after {last}"
+            )),
+            None if offset < 0 => Err(format!(
+                "{topic}[{partition}] acknowledged without an offset ({offset})"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a message does not count as delivered.
+#[derive(Debug)]
+enum Fault {
+    /// The broker refused it for good.
+    Refused(String),
+    /// The broker acknowledged it at an offset it had already used.
+    Lost(String),
 }
 
 /// Transactions in flight and the position that may be confirmed.
@@ -94,7 +129,7 @@ impl Tracker {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -135,10 +170,16 @@ impl Tracker {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A delivery report without an offset check: acknowledged, or refused for good.
     fn delivered(&self, seq: TxSeq, result: Result<(), String>) {
+        let state = self.lock();
+        self.settle(state, seq, result.map_err(Fault::Refused));
+    }
+
+    /// Records the outcome of one message of `seq` (under the lock the caller took).
+    fn settle(&self, mut state: MutexGuard<'_, State>, seq: TxSeq, result: Result<(), Fault>) {
         let left = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
         self.metrics.in_flight.set(left as i64);
-        let mut state = self.lock();
         let mut wake = left == self.low_water || left == 0;
         match result {
             Ok(()) => {
@@ -151,9 +192,15 @@ impl Tracker {
                     wake = true;
                 }
             }
-            Err(reason) => {
+            Err(Fault::Refused(reason)) => {
                 self.metrics.delivery_failures.inc();
                 state.failure.get_or_insert(reason);
+                wake = true;
+            }
+            Err(Fault::Lost(reason)) => {
+                tracing::error!(%reason, "the broker lost acknowledged messages; they will be sent again");
+                self.metrics.ack_regressions.inc();
+                state.regression.get_or_insert(reason);
                 wake = true;
             }
         }
@@ -218,41 +265,11 @@ impl Tracker {
     /// before. Such a message does not count as delivered, so its transaction is never
     /// confirmed, and the session ends (see [`Tracker::fault`]).
     fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
-        let problem = {
-            let mut state = self.lock();
-            // Looked up by `&str`: no allocation per acknowledgement.
-            if !state.last_offsets.contains_key(topic) {
-                state.last_offsets.insert(topic.to_owned(), HashMap::new());
-            }
-            let partitions = state.last_offsets.get_mut(topic);
-            let last = partitions.and_then(|p| {
-                let last = p.get(&partition).copied();
-                if offset >= 0 && last.is_none_or(|last| offset > last) {
-                    p.insert(partition, offset);
-                }
-                last
-            });
-            match last {
-                Some(last) if offset <= last => Some(format!(
-                    "{topic}[{partition}] acknowledged offset {offset} after {last}"
-                )),
-                None if offset < 0 => Some(format!(
-                    "{topic}[{partition}] acknowledged without an offset ({offset})"
-                )),
-                _ => None,
-            }
-        };
-        match problem {
-            None => self.delivered(seq, Ok(())),
-            Some(reason) => {
-                tracing::error!(%reason, "the broker lost acknowledged messages; they will be sent again");
-                self.metrics.ack_regressions.inc();
-                let left = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
-                self.metrics.in_flight.set(left as i64);
-                self.lock().regression.get_or_insert(reason);
-                self.progress.notify_one();
-            }
-        }
+        let mut state = self.lock();
+        let checked = state
+            .follow_offset(topic, partition, offset)
+            .map_err(Fault::Lost);
+        self.settle(state, seq, checked);
     }
 
     /// Completes on the next progress event (see the field doc).
