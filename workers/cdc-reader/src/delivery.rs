@@ -278,6 +278,9 @@ impl Tracker {
     }
 }
 
+/// A message as handed to the producer.
+type Record<'a> = BaseRecord<'a, [u8], [u8], Box<InFlight>>;
+
 /// What travels with each message to its delivery callback.
 #[derive(Debug)]
 pub struct InFlight {
@@ -479,7 +482,7 @@ impl Publisher {
         payload: Option<&[u8]>,
         tx: TxSeq,
     ) -> Result<(), KafkaError> {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<InFlight>> = BaseRecord::with_opaque_to(
+        let mut record: Record<'_> = BaseRecord::with_opaque_to(
             topic,
             Box::new(InFlight {
                 tx,
@@ -496,6 +499,33 @@ impl Publisher {
             record = record.partition(partition);
         }
         self.tracker.sent();
+        let result = match self.enqueue(record).await {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), back)) => {
+                // In its place (same transaction, same key), a dead letter naming it.
+                let letter = oversized_letter(topic, key, payload.unwrap_or_default());
+                let dlq = shared::topics::dlq_topic(topic);
+                let mut letter_record: Record<'_> =
+                    BaseRecord::with_opaque_to(&dlq, back.delivery_opaque).payload(&letter[..]);
+                if let Some(key) = key {
+                    letter_record = letter_record.key(key);
+                }
+                let sent = self.enqueue(letter_record).await;
+                if sent.is_ok() {
+                    self.tracker.metrics.oversized.inc();
+                }
+                sent.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        };
+        if result.is_err() {
+            self.tracker.unsent();
+        }
+        result
+    }
+
+    /// Hands `record` to librdkafka, waiting while its local queue is full; any other refusal
+    /// comes back with the record.
+    async fn enqueue<'r>(&self, mut record: Record<'r>) -> Result<(), (KafkaError, Record<'r>)> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -503,43 +533,7 @@ impl Publisher {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((
-                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                    back,
-                )) => {
-                    // In its place (same transaction, same key), a dead letter naming it.
-                    let letter = oversized_letter(topic, key, payload.unwrap_or_default());
-                    let dlq = shared::topics::dlq_topic(topic);
-                    let mut letter_record: BaseRecord<'_, [u8], [u8], Box<InFlight>> =
-                        BaseRecord::with_opaque_to(&dlq, back.delivery_opaque)
-                            .payload(letter.as_slice());
-                    if let Some(key) = key {
-                        letter_record = letter_record.key(key);
-                    }
-                    loop {
-                        match self.producer.send(letter_record) {
-                            Ok(()) => {
-                                self.tracker.metrics.oversized.inc();
-                                return Ok(());
-                            }
-                            Err((
-                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                                back,
-                            )) => {
-                                letter_record = back;
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            Err((e, _)) => {
-                                self.tracker.unsent();
-                                return Err(e);
-                            }
-                        }
-                    }
-                }
-                Err((e, _)) => {
-                    self.tracker.unsent();
-                    return Err(e);
-                }
+                Err(refused) => return Err(refused),
             }
         }
     }
