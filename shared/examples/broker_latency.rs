@@ -40,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
         max_poll_interval: Duration::from_secs(7),
         session_timeout: Duration::from_secs(6),
         fetch_wait_max: Duration::from_millis(20),
+        publish_timeout: Duration::from_secs(30),
+        max_in_flight: None,
+        shutdown_timeout: Duration::from_secs(30),
     };
     let consumer: StreamConsumer =
         consumer_config(&kafka, &consumer_args, &topic, "broker-latency").create()?;

@@ -62,11 +62,23 @@ pub struct KafkaArgs {
 
     /// Extra librdkafka properties, `key=value` (repeatable; env: comma-separated), e.g.
     /// `security.protocol=SASL_SSL`. Applied last, so they override the defaults.
-    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_key_value)]
+    /// Values are never printed (`--help` included): they may hold credentials.
+    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ',', value_parser = parse_key_value)]
     pub properties: Vec<(String, String)>,
 }
 
 impl KafkaArgs {
+    /// The largest message the producer may send: `message.max.bytes` from
+    /// `--kafka-property`, else librdkafka's default (1,000,000).
+    pub fn max_message_bytes(&self) -> usize {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "message.max.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     /// The CDC topic of a table.
     pub fn cdc_topic(&self, schema: &str, table: &str) -> String {
         format!("{}.{}.{}", self.topic_prefix, schema, table)
@@ -90,6 +102,24 @@ pub struct ConsumerArgs {
     /// brokers that hold the whole period it bounds the added latency.
     #[arg(long = "fetch-wait-max", env = "KAFKA_FETCH_WAIT_MAX", default_value = "20ms", value_parser = parse_duration)]
     pub fetch_wait_max: Duration,
+
+    /// Longest wait for the broker to acknowledge a result event or dead letter. Past it the
+    /// send counts as failed: it is retried, and the producer is recreated (a broker that lost
+    /// its state, or a recreated topic, is detected within this time).
+    #[arg(long = "publish-timeout", env = "KAFKA_PUBLISH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+
+    /// Unfinished messages at most; beyond it consumption pauses (the group membership stays
+    /// alive) until half of them are finished. Default: four batches' worth for the analyzer,
+    /// four times `--queue-depth` for the asset worker.
+    #[arg(long = "max-in-flight", env = "MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+
+    /// Longest drain on SIGTERM/SIGINT: the worker stops consuming, finishes what it holds,
+    /// commits and exits; what is still unfinished then stays uncommitted (and is replayed by
+    /// the next owner). The process exits at the latest 15 s after this, whatever is stuck.
+    #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// Log output format.

@@ -50,3 +50,37 @@ pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPo
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await.map_err(DbError::Migrate)
 }
+
+/// What a worker's batched write-back did to one row.
+///
+/// Write-backs lock their rows with `FOR UPDATE SKIP LOCKED` and never wait for a row another
+/// transaction holds: they cannot take part in a deadlock, and an application's statement waits
+/// at most for one batch. Each write-back statement reports one state per requested row, as
+/// text in a `state` column; [`RowState::parse`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowState {
+    /// Written by this statement.
+    Written,
+    /// Already holds exactly this result (a replay): nothing written, the result stands.
+    Current,
+    /// The row has moved on (newer inputs, another file): this result does not apply.
+    Stale,
+    /// The row no longer exists.
+    Missing,
+    /// Another transaction holds the row: try again shortly.
+    Locked,
+}
+
+impl RowState {
+    /// Reads the statement's `state` text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "written" => RowState::Written,
+            "current" => RowState::Current,
+            "stale" => RowState::Stale,
+            "missing" => RowState::Missing,
+            "locked" => RowState::Locked,
+            _ => return None,
+        })
+    }
+}

@@ -5,39 +5,10 @@
 
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::message::{BorrowedMessage, Message};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
-/// The consumed message, kept for its dead letter.
-#[derive(Clone, Debug)]
-pub struct Original {
-    /// Topic it came from.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Broker timestamp, if any.
-    pub timestamp_ms: Option<i64>,
-    /// Key bytes.
-    pub key: Option<Vec<u8>>,
-    /// Value bytes.
-    pub value: Option<Vec<u8>>,
-}
-
-impl Original {
-    /// Copies what a dead letter needs out of a borrowed message.
-    pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        Self {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-        }
-    }
-}
+use crate::consume::Message;
 
 /// Why a message is a dead letter (`error.kind` in the schema).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +25,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, for metrics that must exist at 0 from start-up.
+    pub const ALL: [Kind; 4] = [
+        Kind::Decode,
+        Kind::InvalidInput,
+        Kind::Processing,
+        Kind::TooLarge,
+    ];
+
     /// The schema's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,13 +58,13 @@ pub struct Failure<'a> {
 /// Builds the dead-letter value. Callers may add fields naming the row (`asset_id`,
 /// `profile_id`) before serializing it.
 pub fn dead_letter(
-    original: &Original,
+    original: &Message,
     failure: Failure<'_>,
     worker: &str,
     group: &str,
     failed_at: DateTime<Utc>,
 ) -> Value {
-    let (value, encoding) = match original.value.as_deref() {
+    let (value, encoding) = match original.payload.as_deref() {
         None => (Value::Null, "utf8"),
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => (json!(text), "utf8"),
@@ -101,7 +80,7 @@ pub fn dead_letter(
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     json!({
         "original": {
-            "topic": original.topic,
+            "topic": &*original.topic,
             "partition": original.partition,
             "offset": original.offset,
             "timestamp": timestamp,
@@ -147,18 +126,91 @@ pub fn unpublished(
     })
 }
 
+/// A change the CDC reader could not publish because it was too large, read back from its
+/// dead letter ([`unpublished`]): the consuming workers use it to process the row from the
+/// table itself, so the row does not stay pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnpublishedChange {
+    /// `insert`/`update`… as the reader named it (`c`, `u`, `d`, `r`).
+    pub op: Option<String>,
+    /// Schema of the table.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// Commit LSN of the change's transaction.
+    pub commit_lsn: u64,
+    /// LSN of the change.
+    pub lsn: u64,
+}
+
+/// Reads a dead letter of the CDC reader's `too_large` kind; anything else gives `None`.
+pub fn unpublished_change(payload: &[u8]) -> Option<UnpublishedChange> {
+    let letter: Value = serde_json::from_slice(payload).ok()?;
+    if letter["worker"] != "cdc-reader" || letter["error"]["kind"] != Kind::TooLarge.as_str() {
+        return None;
+    }
+    let change = &letter["change"];
+    Some(UnpublishedChange {
+        op: change["op"].as_str().map(str::to_owned),
+        schema: change["schema"].as_str()?.to_owned(),
+        table: change["table"].as_str()?.to_owned(),
+        commit_lsn: change["commit_lsn"].as_u64()?,
+        lsn: change["lsn"].as_u64()?,
+    })
+}
+
+/// Serializes a dead letter built by [`dead_letter`] so that it fits in `max_bytes`: when it
+/// is larger, `original.value` is cut (at a character boundary) and the letter records the
+/// original value's size and SHA-256 (`value_truncated`, `value_bytes`, `value_sha256`), so
+/// that a dead letter never exceeds the broker's message limit and never stalls a partition.
+/// Returns the bytes and whether anything was cut.
+pub fn fit(mut letter: Value, original: &Message, max_bytes: usize) -> (Vec<u8>, bool) {
+    let whole = letter.to_string().into_bytes();
+    if whole.len() <= max_bytes {
+        return (whole, false);
+    }
+    let bytes = original.payload.as_deref().unwrap_or_default();
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let text = letter["original"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    letter["original"]["value_truncated"] = json!(true);
+    letter["original"]["value_bytes"] = json!(bytes.len());
+    letter["original"]["value_sha256"] = json!(hex);
+    // What the letter takes without the value; what is kept may grow by its JSON escapes.
+    letter["original"]["value"] = json!("");
+    let base = letter.to_string().len();
+    let mut keep = max_bytes.saturating_sub(base);
+    loop {
+        let mut cut = keep.min(text.len());
+        while cut > 0 && !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let prefix = text[..cut].to_owned();
+        letter["original"]["value"] = json!(prefix);
+        let out = letter.to_string().into_bytes();
+        if out.len() <= max_bytes || cut == 0 {
+            return (out, true);
+        }
+        // Escapes made it longer than estimated: cut more.
+        keep = cut.saturating_sub(out.len() - max_bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn original(value: &[u8]) -> Original {
-        Original {
+    fn original(value: &[u8]) -> Message {
+        Message {
             topic: "cdc.public.t".into(),
             partition: 2,
             offset: 41,
             timestamp_ms: Some(1_700_000_000_000),
             key: Some(br#"{"id":"x"}"#.to_vec()),
-            value: Some(value.to_vec()),
+            payload: Some(value.to_vec()),
         }
     }
 
@@ -184,5 +236,34 @@ mod tests {
         );
         assert_eq!(letter["original"]["encoding"], "base64");
         assert_eq!(letter["original"]["value"], "//4A");
+    }
+
+    #[test]
+    fn oversized_letters_are_cut_to_fit_with_size_and_hash() {
+        let failure = Failure {
+            kind: Kind::Decode,
+            reason: "malformed",
+            message: "not JSON",
+        };
+        // Quotes and non-ASCII text: escapes and multi-byte characters must not overflow.
+        let value = "\"한글\"".repeat(50_000);
+        let message = original(value.as_bytes());
+        let letter = dead_letter(&message, failure, "analyzer", "g", Utc::now());
+        let (small, cut) = fit(letter.clone(), &message, 10_000_000);
+        assert!(!cut);
+        assert!(small.len() > 400_000);
+        let (bytes, cut) = fit(letter, &message, 10_000);
+        assert!(cut);
+        assert!(bytes.len() <= 10_000, "{} bytes", bytes.len());
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed["original"]["value_truncated"], true);
+        assert_eq!(parsed["original"]["value_bytes"], value.len());
+        assert_eq!(
+            parsed["original"]["value_sha256"].as_str().unwrap().len(),
+            64
+        );
+        let kept = parsed["original"]["value"].as_str().unwrap();
+        assert!(!kept.is_empty() && value.starts_with(kept));
+        assert_eq!(parsed["error"]["reason"], "malformed");
     }
 }

@@ -1,8 +1,9 @@
 //! Kafka client settings with the guarantees the pipeline relies on, and topic creation.
 //!
 //! Producers are idempotent with `acks=all`, so a retried send never duplicates or reorders
-//! within a partition. Consumers never auto-commit: a worker stores an offset only after the
-//! side effects of the message (the database write) committed, then commits stored offsets.
+//! within a partition. Consumers neither auto-commit nor auto-store offsets: the consumer
+//! runtime ([`crate::consume`]) commits an offset itself, once the work of that message and of
+//! every message before it on its partition is finished.
 
 use std::time::Duration;
 
@@ -106,71 +107,6 @@ pub async fn ensure_topics(kafka: &KafkaArgs, topics: &[TopicSpec]) -> Result<()
     Ok(())
 }
 
-/// Consumer context that turns librdkafka's statistics into a consumer-lag gauge (labels
-/// `topic`, `partition`: a handful of values) and logs rebalances. Statistics are emitted
-/// every `statistics.interval.ms`, which [`with_lag_statistics`] sets.
-#[derive(Clone, Debug)]
-pub struct LagContext {
-    lag: prometheus::IntGaugeVec,
-}
-
-impl LagContext {
-    /// Registers `<namespace>_consumer_lag` in `registry`.
-    pub fn new(namespace: &str, registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let lag = prometheus::IntGaugeVec::new(
-            prometheus::Opts::new(
-                format!("{namespace}_consumer_lag"),
-                "Messages between the group's committed offset and the partition's end, per assigned partition.",
-            ),
-            &["topic", "partition"],
-        )?;
-        registry.register(Box::new(lag.clone()))?;
-        Ok(Self { lag })
-    }
-}
-
-impl rdkafka::client::ClientContext for LagContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        for (name, topic) in statistics.topics {
-            for (id, partition) in topic.partitions {
-                // -1 is librdkafka's internal "unassigned" partition and partitions we do not own.
-                if id < 0 || partition.consumer_lag < 0 {
-                    continue;
-                }
-                self.lag
-                    .with_label_values(&[name.as_str(), &id.to_string()])
-                    .set(partition.consumer_lag);
-            }
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for LagContext {
-    fn post_rebalance(
-        &self,
-        _: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &rdkafka::consumer::Rebalance<'_>,
-    ) {
-        match rebalance {
-            rdkafka::consumer::Rebalance::Assign(list) => {
-                tracing::info!(partitions = list.count(), "partitions assigned")
-            }
-            rdkafka::consumer::Rebalance::Revoke(list) => {
-                // Gauges of partitions we no longer own would go stale.
-                self.lag.reset();
-                tracing::info!(partitions = list.count(), "partitions revoked")
-            }
-            rdkafka::consumer::Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
-}
-
-/// Asks librdkafka for statistics every 5 s (feeds [`LagContext`]).
-pub fn with_lag_statistics(mut config: ClientConfig) -> ClientConfig {
-    config.set("statistics.interval.ms", "5000");
-    config
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +122,9 @@ mod tests {
             max_poll_interval: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             fetch_wait_max: Duration::from_millis(20),
+            publish_timeout: Duration::from_secs(30),
+            max_in_flight: None,
+            shutdown_timeout: Duration::from_secs(30),
         };
         let config = consumer_config(&kafka, &consumer, "g", "c");
         assert_eq!(config.get("fetch.wait.max.ms"), Some("20"));

@@ -5,6 +5,9 @@
 //! [`shutdown`] handlers, starts the [`health`] server and hands a [`shutdown::Shutdown`] to its
 //! library's `run`. The pieces here are only those two or more workers use:
 //!
+//! - [`consume`]: the consumer runtime the analyzer and the asset worker run (batching,
+//!   ordered offsets, publish-until-acknowledged, dead letters, commit on revoke), with its
+//!   delivery guarantee; [`backoff`]: the one retry policy.
 //! - [`config`]: the argument groups (PostgreSQL, Kafka, telemetry, HTTP listener), each flag also
 //!   read from an environment variable, secrets redacted in `Debug`.
 //! - [`telemetry`]: `tracing` initialisation, pretty on a terminal and JSON otherwise.
@@ -20,7 +23,9 @@
 //! - [`admin`]: the `migrate` and `create-topics` subcommands of every binary.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
+pub mod consume;
 pub mod db;
 pub mod dlq;
 pub mod envelope;

@@ -48,6 +48,22 @@ impl Shutdown {
         Ok(shutdown)
     }
 
+    /// Exits the process `limit` after shutdown starts if it has not ended by then, whatever
+    /// is stuck (a broker that never answers a close, a statement that never returns). Must be
+    /// called from inside a Tokio runtime.
+    pub fn exit_after(&self, limit: Duration) {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            handle.cancelled().await;
+            std::thread::spawn(move || {
+                std::thread::sleep(limit);
+                tracing::error!(?limit, "shutdown did not finish in time; exiting");
+                eprintln!("shutdown did not finish within {limit:?}; exiting");
+                std::process::exit(1);
+            });
+        });
+    }
+
     /// Starts the shutdown.
     pub fn trigger(&self) {
         self.token.cancel();

@@ -4,7 +4,7 @@
 //! - [`profile`]: an event read into inputs, and the decision whether it needs work (inserts
 //!   and input edits do; the worker's own write-backs and non-input edits do not);
 //! - [`writeback`]: the charts computed on rayon and written in one conditional statement;
-//! - [`worker`]: the consume → compute → write → publish → commit loop;
+//! - [`step`]: the analyzer's step in the shared consumer runtime ([`shared::consume`]);
 //! - [`reference`]: the database's reference tables checked against the engine's at start;
 //! - [`metrics`]: every metric the worker exports.
 
@@ -12,28 +12,30 @@ pub mod config;
 pub mod metrics;
 pub mod profile;
 pub mod reference;
-mod worker;
+pub mod step;
 pub mod writeback;
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use shared::consume::{self, Settings};
 use shared::health::{self, Health};
-use shared::kafka::{consumer_config, producer_config, with_lag_statistics, LagContext};
 use shared::shutdown::Shutdown;
 use shared::topics::{dlq_topic, ANALYSIS_TOPIC};
 
 pub use config::Config;
 
 /// Runs the worker until `shutdown`: checks the reference tables, joins the consumer group and
-/// processes batches; on shutdown finishes the batches in hand and commits their offsets.
+/// processes batches in the shared consumer runtime; on shutdown drains within
+/// `--shutdown-timeout` and commits what is finished.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let options = config.chart_options()?;
-    let registry = health::new_registry("analyzer");
+    let registry = health::new_registry(metrics::NAMESPACE);
     let metrics = metrics::Metrics::register(&registry)?;
-    let lag = LagContext::new("analyzer", &registry)?;
+    let runtime_metrics = consume::Metrics::register(
+        metrics::NAMESPACE,
+        <step::Analyzer as consume::Step>::SKIP_REASONS,
+        &registry,
+    )?;
     let health = Health::new();
     health.set("postgres", false, "connecting");
     health.set("kafka", false, "connecting");
@@ -55,50 +57,44 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(rows = checked, "reference tables match the engine");
 
     let topic = config.kafka.cdc_topic("public", "saju_profiles");
-    let consumer: StreamConsumer<LagContext> = with_lag_statistics(consumer_config(
-        &config.kafka,
-        &config.consumer,
-        &config.group_id,
-        "analyzer",
-    ))
-    .create_with_context(lag)
-    .context("cannot create the Kafka consumer")?;
-    consumer.subscribe(&[&topic]).context("cannot subscribe")?;
-    let producer: FutureProducer = producer_config(&config.kafka, "analyzer")
-        .create()
-        .context("cannot create the Kafka producer")?;
-    health.set("kafka", true, format!("subscribed to {topic}"));
-    tracing::info!(%topic, group = %config.group_id, batch_size = config.batch_size, "analyzer running");
+    let dlq = dlq_topic(&topic);
+    let batch_size = config.batch_size.max(1);
+    let write_concurrency = usize::from(config.write_concurrency);
+    let mut settings = Settings::new("analyzer", &config.group_id, ANALYSIS_TOPIC, &dlq);
+    settings.batch_size = batch_size;
+    settings.flush_interval = config.flush_interval;
+    settings.write_concurrency = write_concurrency;
+    settings.max_in_flight = config
+        .consumer
+        .max_in_flight
+        .unwrap_or(batch_size * (write_concurrency + 2));
+    settings.shutdown_timeout = config.consumer.shutdown_timeout;
+    settings.max_message_bytes = config.kafka.max_message_bytes();
+    tracing::info!(%topic, group = %config.group_id, batch_size, "analyzer running");
 
-    let worker = Arc::new(worker::Worker {
+    let analyzer = Arc::new(step::Analyzer {
         pool: pool.clone(),
-        consumer: Arc::new(consumer),
-        producer: producer.clone(),
-        metrics,
         fingerprint: profile::Fingerprint::new(&options),
         options,
-        dlq_topic: dlq_topic(&topic),
-        topic,
-        result_topic: ANALYSIS_TOPIC.to_owned(),
-        batch_size: config.batch_size.max(1),
-        flush_interval: config.flush_interval,
-        group: config.group_id.clone(),
-        write_concurrency: usize::from(config.write_concurrency),
-        claims: worker::RowClaims::default(),
+        metrics,
+        cdc_topic: topic.clone(),
     });
-    let result = Arc::clone(&worker).run(shutdown.clone()).await;
-    // Offsets of written batches were committed asynchronously; make sure they are out.
-    if let Err(e) = rdkafka::consumer::Consumer::commit_consumer_state(
-        worker.consumer.as_ref(),
-        rdkafka::consumer::CommitMode::Sync,
-    ) {
-        tracing::debug!(error = %e, "final commit had nothing to do");
-    }
-    use rdkafka::producer::Producer;
-    let _ = producer.flush(std::time::Duration::from_secs(10));
+    // The reader's `too_large` dead letters name rows whose change it could not publish.
+    let topics = [topic, dlq];
+    let result = consume::kafka::run(
+        analyzer,
+        settings,
+        &config.kafka,
+        &config.consumer,
+        &topics,
+        runtime_metrics,
+        health,
+        shutdown.clone(),
+    )
+    .await;
     pool.close().await;
     shutdown.trigger();
     server.await?;
     tracing::info!("analyzer stopped");
-    result
+    result.map(|_| ())
 }

@@ -22,13 +22,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the worker (the default when no subcommand is given).
-    Run(analyzer::Config),
+    Run(Box<analyzer::Config>),
     /// Compute charts on the command line: one with --birth and --gender, or a stream of
     /// JSON lines with --jsonl (one result line per input line, in order).
     Chart(saju::cli::ChartArgs),
     #[command(flatten)]
     Admin(AdminCommand),
 }
+
+/// Past `--shutdown-timeout`, the time left to flush the producer, close the pool and leave
+/// the group before the process exits regardless.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn main() -> ExitCode {
     let cli: Cli = shared::process::parse_with_default_subcommand("run");
@@ -37,7 +41,11 @@ fn main() -> ExitCode {
     }
     shared::process::run_main("analyzer", &cli.telemetry, async move {
         match cli.command {
-            Command::Run(config) => analyzer::run(config, Shutdown::install()?).await,
+            Command::Run(config) => {
+                let shutdown = Shutdown::install()?;
+                shutdown.exit_after(config.consumer.shutdown_timeout + EXIT_GRACE);
+                analyzer::run(*config, shutdown).await
+            }
             Command::Admin(admin) => admin.run("analyzer").await,
             Command::Chart(_) => unreachable!("handled before the runtime starts"),
         }

@@ -53,13 +53,17 @@ pub enum Decision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SkipReason {
     /// The row's recorded fingerprint equals that of its inputs: the analyzer's own
-    /// write-back, or an edit of a column that is not an input.
+    /// write-back, or an edit of a column that is not an input. Also the echo of a rejection
+    /// already recorded on the row.
     Unchanged,
     /// A delete (the row is gone) or a truncate.
     Deleted,
 }
 
 impl SkipReason {
+    /// Every reason, for metrics that start at 0.
+    pub const ALL: [SkipReason; 2] = [SkipReason::Unchanged, SkipReason::Deleted];
+
     /// Metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,13 +105,15 @@ impl MalformedEvent {
 }
 
 /// The columns [`decide`] reads.
-const INPUT_COLUMNS: [&str; 6] = [
+const INPUT_COLUMNS: [&str; 8] = [
     "id",
     "birth_date",
     "is_solar",
     "is_leap_month",
     "gender",
     "analysis_input",
+    "analysis_status",
+    "analysis_error",
 ];
 
 /// Parses a change event, keeping only the columns the analyzer reads: every other value of
@@ -153,11 +159,18 @@ pub fn decide(event: &ChangeEvent, fingerprint: &Fingerprint) -> Result<Decision
         op: event.op.as_str(),
     })?;
     let id = uuid_column(row, "id")?;
-    let inputs = Inputs {
-        birth_date: timestamp_column(row, "birth_date")?,
-        is_solar: bool_column(row, "is_solar")?,
-        is_leap_month: bool_column(row, "is_leap_month")?,
-        gender: optional_text_column(row, "gender")?.map(|g| g.trim_end().to_owned()),
+    let inputs = match inputs_of(row) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            // The echo of the rejection already on the row: nothing new.
+            let recorded = |column| optional_text_column(row, column).ok().flatten();
+            if recorded("analysis_status").as_deref() == Some("error")
+                && recorded("analysis_error") == Some(e.to_string())
+            {
+                return Ok(Decision::Skip(SkipReason::Unchanged));
+            }
+            return Err(e);
+        }
     };
     // `analysis_input` is small and never TOASTed, so an update carries it. An absent one
     // (an event from before the column existed) reads as "never analyzed".
@@ -172,6 +185,22 @@ pub fn decide(event: &ChangeEvent, fingerprint: &Fingerprint) -> Result<Decision
         position: event.position(),
         inputs,
     }))
+}
+
+/// The inputs of a row (an event's `after`, or the row read from the table).
+pub fn inputs_of(row: &Map<String, Value>) -> Result<Inputs, MalformedEvent> {
+    Ok(Inputs {
+        birth_date: timestamp_column(row, "birth_date")?,
+        is_solar: bool_column(row, "is_solar")?,
+        is_leap_month: bool_column(row, "is_leap_month")?,
+        gender: optional_text_column(row, "gender")?.map(|g| g.trim_end().to_owned()),
+    })
+}
+
+/// The row id of an event, when it has a readable one (a malformed event of a known row
+/// gets its error recorded on the row).
+pub fn id_of(event: &ChangeEvent) -> Option<Uuid> {
+    uuid_column(event.after.as_ref()?, "id").ok()
 }
 
 /// Fingerprints of inputs under the analyzer's conventions and engine version: equal
@@ -291,8 +320,17 @@ fn timestamp_column(
     let text = field(row, column)?
         .as_str()
         .ok_or_else(|| MalformedEvent::column(column, "not a string"))?;
-    parse_timestamptz(text)
-        .ok_or_else(|| MalformedEvent::column(column, format!("`{text}` is not a timestamp")))
+    parse_timestamptz(text).ok_or_else(|| {
+        let trimmed = text.trim();
+        let problem = if trimmed.ends_with("BC") {
+            format!("`{trimmed}` is a date before the common era; birth instants from 1900 to 2100 can be charted")
+        } else if trimmed.ends_with("infinity") {
+            format!("`{trimmed}` is not an instant; birth instants from 1900 to 2100 can be charted")
+        } else {
+            format!("`{trimmed}` is not a timestamp")
+        };
+        MalformedEvent::column(column, problem)
+    })
 }
 
 /// Parses a `timestamptz` as PostgreSQL prints it in the ISO `DateStyle`
@@ -352,7 +390,7 @@ mod tests {
         let lean = read_event(payload.as_bytes()).unwrap();
         let full = ChangeEvent::from_slice(payload.as_bytes()).unwrap();
         let kept = lean.after.as_ref().unwrap();
-        assert_eq!(kept.len(), INPUT_COLUMNS.len());
+        assert_eq!(kept.len(), 6, "the input columns the row has");
         assert!(kept.get("analysis_result").is_none() && lean.before.is_none());
         for column in INPUT_COLUMNS {
             assert_eq!(
@@ -504,6 +542,32 @@ mod tests {
         }))
         .unwrap();
         assert!(decide(&no_after, &fp).is_err());
+    }
+
+    #[test]
+    fn bc_and_infinite_dates_say_why_and_their_recorded_rejection_is_not_repeated() {
+        let fp = Fingerprint::new(&Options::default());
+        for (text, why) in [
+            ("0001-01-01 00:00:00+00 BC", "before the common era"),
+            ("infinity", "not an instant"),
+            ("-infinity", "not an instant"),
+        ] {
+            let mut bad = row();
+            bad["birth_date"] = json!(text);
+            let event = event("c", bad.clone());
+            let e = decide(&event, &fp).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+            assert_eq!(
+                id_of(&event),
+                Some(Uuid::parse_str("0190f0f0-0000-7000-8000-000000000001").unwrap())
+            );
+            bad["analysis_status"] = json!("error");
+            bad["analysis_error"] = json!(e.to_string());
+            assert!(matches!(
+                decide(&super::tests::event("u", bad), &fp).unwrap(),
+                Decision::Skip(SkipReason::Unchanged)
+            ));
+        }
     }
 
     #[test]

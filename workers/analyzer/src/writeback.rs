@@ -3,11 +3,13 @@
 //! The write is conditional, row by row: a result lands only while the row still has the
 //! inputs it was computed from (an older event never overwrites the result of a newer edit)
 //! and only if the row does not already record this very fingerprint (a redelivered event
-//! writes nothing, so it makes no new change event either).
+//! writes nothing, so it makes no new change event either, but its result event is published
+//! again). Rows another transaction holds are skipped, never waited for ([`RowState`]).
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use saju::{Analysis, Options};
+use shared::db::RowState;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -67,13 +69,80 @@ pub fn compute(profile: Profile, options: &Options, fingerprint: &Fingerprint) -
     }
 }
 
-/// The batch write-back: one `UPDATE … FROM UNNEST(…)` for successes and errors alike.
-/// Returns the ids of the rows it changed, with the time recorded in `analyzed_at`.
-pub async fn write(
-    pool: &PgPool,
-    outcomes: &[Outcome],
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
-    let n = outcomes.len();
+/// What the write-back did to one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowOutcome {
+    /// The row.
+    pub id: Uuid,
+    /// Written, already current, stale, missing or held by another transaction.
+    pub state: RowState,
+    /// `analyzed_at` of the result the row holds (written now, or already there).
+    pub analyzed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    id: Uuid,
+    state: String,
+    analyzed_at: Option<DateTime<Utc>>,
+}
+
+fn outcomes(rows: Vec<StateRow>) -> Result<Vec<RowOutcome>, sqlx::Error> {
+    rows.into_iter()
+        .map(|row| {
+            let state = RowState::parse(&row.state)
+                .ok_or_else(|| sqlx::Error::Protocol(format!("unknown row state {}", row.state)))?;
+            Ok(RowOutcome {
+                id: row.id,
+                state,
+                analyzed_at: row.analyzed_at,
+            })
+        })
+        .collect()
+}
+
+/// The batch write-back: one statement for successes and errors alike. Rows are locked with
+/// `SKIP LOCKED` (never waited for); a row is written only while it still has the inputs the
+/// result was computed from and does not already hold that result. Returns one outcome per
+/// profile (ids must be distinct).
+const ANALYSES: &str = "\
+WITH u AS (
+    SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bool[], $4::bool[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[],
+                         $10::int2[], $11::int2[], $12::int2[], $13::int2[], $14::int2[], $15::int2[], $16::int2[], $17::int2[])
+        AS u(id, birth_date, is_solar, is_leap_month, gender, input, status, error, doc,
+             yg, yj, mg, mj, dg, dj, hg, hj)
+), locked AS (
+    SELECT p.id, p.birth_date, p.is_solar, p.is_leap_month, p.gender, p.analysis_input, p.analyzed_at
+    FROM saju_profiles p WHERE p.id IN (SELECT id FROM u)
+    FOR UPDATE SKIP LOCKED
+), matched AS (
+    SELECT u.*, l.analysis_input IS NOT DISTINCT FROM u.input AS is_current, l.analyzed_at AS previous_at
+    FROM u JOIN locked l USING (id)
+    WHERE l.birth_date = u.birth_date AND l.is_solar = u.is_solar AND l.is_leap_month = u.is_leap_month
+      AND l.gender IS NOT DISTINCT FROM u.gender
+), written AS (
+    UPDATE saju_profiles AS p SET
+        year_gan = m.yg, year_ji = m.yj, month_gan = m.mg, month_ji = m.mj,
+        day_gan = m.dg, day_ji = m.dj, hour_gan = m.hg, hour_ji = m.hj,
+        analysis_result = m.doc::jsonb, analysis_status = m.status, analysis_error = m.error,
+        analysis_version = $18, analysis_input = m.input, analyzed_at = now()
+    FROM matched m
+    WHERE p.id = m.id AND NOT m.is_current
+    RETURNING p.id, p.analyzed_at
+)
+SELECT u.id,
+       CASE WHEN l.id IS NULL THEN
+                CASE WHEN EXISTS (SELECT 1 FROM saju_profiles e WHERE e.id = u.id) THEN 'locked' ELSE 'missing' END
+            WHEN w.id IS NOT NULL THEN 'written'
+            WHEN m.is_current THEN 'current'
+            ELSE 'stale' END AS state,
+       COALESCE(w.analyzed_at, m.previous_at) AS analyzed_at
+FROM u LEFT JOIN locked l USING (id) LEFT JOIN matched m USING (id) LEFT JOIN written w USING (id)";
+
+/// Writes a batch of results; see [`ANALYSES`].
+pub async fn write(pool: &PgPool, outcomes_in: &[Outcome]) -> Result<Vec<RowOutcome>, sqlx::Error> {
+    let n = outcomes_in.len();
     let mut ids = Vec::with_capacity(n);
     let mut births = Vec::with_capacity(n);
     let mut solar = Vec::with_capacity(n);
@@ -82,21 +151,21 @@ pub async fn write(
     let mut inputs = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
     let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut documents: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut documents: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut codes: [Vec<Option<i16>>; 8] = Default::default();
-    for outcome in outcomes {
+    for outcome in outcomes_in {
         let p = &outcome.profile;
         ids.push(p.id);
         births.push(p.inputs.birth_date);
         solar.push(p.inputs.is_solar);
         leap.push(p.inputs.is_leap_month);
         genders.push(p.inputs.gender.clone());
-        inputs.push(outcome.fingerprint.clone());
+        inputs.push(outcome.fingerprint.as_str());
         match &outcome.result {
             Ok(computed) => {
                 statuses.push("done");
                 errors.push(None);
-                documents.push(Some(computed.document.clone()));
+                documents.push(Some(computed.document.as_str()));
                 for (column, code) in codes.iter_mut().zip(computed.codes) {
                     column.push(Some(i16::from(code)));
                 }
@@ -112,41 +181,71 @@ pub async fn write(
         }
     }
     let [yg, yj, mg, mj, dg, dj, hg, hj] = codes;
-    sqlx::query_as(
-        "UPDATE saju_profiles AS p SET \
-            year_gan = u.yg, year_ji = u.yj, month_gan = u.mg, month_ji = u.mj, \
-            day_gan = u.dg, day_ji = u.dj, hour_gan = u.hg, hour_ji = u.hj, \
-            analysis_result = u.doc::jsonb, analysis_status = u.status, analysis_error = u.error, \
-            analysis_version = $18, analysis_input = u.input, analyzed_at = now() \
-         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bool[], $4::bool[], $5::text[], $6::text[], \
-                     $7::text[], $8::text[], $9::text[], \
-                     $10::int2[], $11::int2[], $12::int2[], $13::int2[], $14::int2[], $15::int2[], $16::int2[], $17::int2[]) \
-              AS u(id, birth_date, is_solar, is_leap_month, gender, input, status, error, doc, \
-                   yg, yj, mg, mj, dg, dj, hg, hj) \
-         WHERE p.id = u.id \
-           AND p.birth_date = u.birth_date AND p.is_solar = u.is_solar AND p.is_leap_month = u.is_leap_month \
-           AND p.gender IS NOT DISTINCT FROM u.gender \
-           AND p.analysis_input IS DISTINCT FROM u.input \
-         RETURNING p.id, p.analyzed_at",
-    )
-    .bind(&ids)
-    .bind(&births)
-    .bind(&solar)
-    .bind(&leap)
-    .bind(&genders)
-    .bind(&inputs)
-    .bind(&statuses)
-    .bind(&errors)
-    .bind(&documents)
-    .bind(&yg)
-    .bind(&yj)
-    .bind(&mg)
-    .bind(&mj)
-    .bind(&dg)
-    .bind(&dj)
-    .bind(&hg)
-    .bind(&hj)
-    .bind(saju::json::VERSION as i32)
-    .fetch_all(pool)
-    .await
+    let rows: Vec<StateRow> = sqlx::query_as(ANALYSES)
+        .bind(&ids)
+        .bind(&births)
+        .bind(&solar)
+        .bind(&leap)
+        .bind(&genders)
+        .bind(&inputs)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(&documents)
+        .bind(&yg)
+        .bind(&yj)
+        .bind(&mg)
+        .bind(&mj)
+        .bind(&dg)
+        .bind(&dj)
+        .bind(&hg)
+        .bind(&hj)
+        .bind(saju::json::VERSION as i32)
+        .fetch_all(pool)
+        .await?;
+    outcomes(rows)
+}
+
+/// Records unusable inputs on their rows: status `error` with the reason, the previous result
+/// cleared (it described other inputs). Rows that already record this very error are left as
+/// they are (`current`). Same locking as [`write`].
+const REJECTIONS: &str = "\
+WITH u AS (
+    SELECT * FROM UNNEST($1::uuid[], $2::text[]) AS u(id, error)
+), locked AS (
+    SELECT p.id, p.analysis_status, p.analysis_error, p.analyzed_at
+    FROM saju_profiles p WHERE p.id IN (SELECT id FROM u)
+    FOR UPDATE SKIP LOCKED
+), written AS (
+    UPDATE saju_profiles AS p SET
+        year_gan = NULL, year_ji = NULL, month_gan = NULL, month_ji = NULL,
+        day_gan = NULL, day_ji = NULL, hour_gan = NULL, hour_ji = NULL,
+        analysis_result = NULL, analysis_status = 'error', analysis_error = u.error,
+        analysis_version = $3, analysis_input = NULL, analyzed_at = now()
+    FROM u JOIN locked l USING (id)
+    WHERE p.id = u.id
+      AND (l.analysis_status::text, l.analysis_error) IS DISTINCT FROM ('error', u.error)
+    RETURNING p.id, p.analyzed_at
+)
+SELECT u.id,
+       CASE WHEN l.id IS NULL THEN
+                CASE WHEN EXISTS (SELECT 1 FROM saju_profiles e WHERE e.id = u.id) THEN 'locked' ELSE 'missing' END
+            WHEN w.id IS NOT NULL THEN 'written'
+            ELSE 'current' END AS state,
+       COALESCE(w.analyzed_at, l.analyzed_at) AS analyzed_at
+FROM u LEFT JOIN locked l USING (id) LEFT JOIN written w USING (id)";
+
+/// Records each `(id, reason)` on its row; see [`REJECTIONS`].
+pub async fn reject(
+    pool: &PgPool,
+    rows: &[(Uuid, String)],
+) -> Result<Vec<RowOutcome>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+    let errors: Vec<&str> = rows.iter().map(|(_, e)| e.as_str()).collect();
+    let rows: Vec<StateRow> = sqlx::query_as(REJECTIONS)
+        .bind(&ids)
+        .bind(&errors)
+        .bind(saju::json::VERSION as i32)
+        .fetch_all(pool)
+        .await?;
+    outcomes(rows)
 }

@@ -48,36 +48,66 @@ pub struct AssetInput {
 pub enum Decision {
     /// Read and probe the file.
     Enrich(AssetInput),
-    /// Nothing to do; the reason is a metric label.
+    /// Nothing to do; the reason is a metric label (one of [`SKIP_REASONS`]).
     Skip(&'static str),
-    /// The event cannot be used; it goes to the dead-letter topic.
-    Malformed(String),
+    /// The event cannot be used; it goes to the dead-letter topic, and to the row (`error`
+    /// with the reason) when the row is known.
+    Malformed {
+        /// The row, when the event names a readable id.
+        id: Option<Uuid>,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Every skip reason [`decide`] gives.
+pub const SKIP_REASONS: [&str; 3] = ["current", "deleted", "other"];
+
+/// The `enrichment_error` recorded for a row whose event cannot be used.
+pub fn rejection_error(reason: &str) -> String {
+    format!("invalid_row: {reason}")
 }
 
 /// Decides what `event` asks for.
 pub fn decide(event: &ChangeEvent) -> Decision {
     match event.op {
         Op::Create | Op::Read | Op::Update => {}
-        Op::Delete | Op::Truncate => return Decision::Skip("skip_other"),
+        Op::Delete | Op::Truncate => return Decision::Skip("other"),
     }
     let Some(after) = &event.after else {
-        return Decision::Malformed(format!("op {} without `after`", event.op.as_str()));
+        return Decision::Malformed {
+            id: None,
+            reason: format!("op {} without `after`", event.op.as_str()),
+        };
     };
     let id = match after.get("id").and_then(Value::as_str).map(Uuid::parse_str) {
         Some(Ok(id)) => id,
-        _ => return Decision::Malformed("`after.id` is not a UUID".into()),
+        _ => {
+            return Decision::Malformed {
+                id: None,
+                reason: "`after.id` is not a UUID".into(),
+            }
+        }
     };
     let text = |column: &str| after.get(column).and_then(Value::as_str).map(str::to_owned);
     let (Some(file_path), Some(file_name)) = (text("file_path"), text("file_name")) else {
-        return Decision::Malformed(
-            "`after.file_path`/`after.file_name` missing or not text".into(),
-        );
+        let reason = "`after.file_path`/`after.file_name` missing or not text".to_owned();
+        // The echo of the rejection already recorded on the row: nothing new.
+        if text("enrichment_status").as_deref() == Some("error")
+            && text("enrichment_error") == Some(rejection_error(&reason))
+        {
+            return Decision::Skip("current");
+        }
+        return Decision::Malformed {
+            id: Some(id),
+            reason,
+        };
     };
     if matches!(after.get("deleted_at"), Some(v) if !v.is_null()) {
-        return Decision::Skip("skip_deleted");
+        return Decision::Skip("deleted");
     }
     if is_current(after, &file_path, &file_name) {
-        return Decision::Skip("skip_current");
+        return Decision::Skip("current");
     }
     Decision::Enrich(AssetInput {
         id,
@@ -162,12 +192,9 @@ mod tests {
     fn own_writes_and_unrelated_edits_are_skipped() {
         let stamped = json!({"theme": "dark", "asset_worker": {"source": {"file_path": "/assets/ui/", "file_name": "a.png"}}});
         let own = row(json!({"enrichment_status": "done", "metadata": stamped.to_string()}));
-        assert_eq!(decide(&event("u", own)), Decision::Skip("skip_current"));
+        assert_eq!(decide(&event("u", own)), Decision::Skip("current"));
         let as_object = row(json!({"enrichment_status": "error", "metadata": stamped}));
-        assert_eq!(
-            decide(&event("u", as_object)),
-            Decision::Skip("skip_current")
-        );
+        assert_eq!(decide(&event("u", as_object)), Decision::Skip("current"));
     }
 
     #[test]
@@ -193,22 +220,27 @@ mod tests {
     #[test]
     fn deleted_and_malformed() {
         let deleted = row(json!({"deleted_at": "2026-11-21 23:30:29.123+00"}));
-        assert_eq!(decide(&event("u", deleted)), Decision::Skip("skip_deleted"));
-        assert_eq!(
-            decide(&event("d", Value::Null)),
-            Decision::Skip("skip_other")
-        );
+        assert_eq!(decide(&event("u", deleted)), Decision::Skip("deleted"));
+        assert_eq!(decide(&event("d", Value::Null)), Decision::Skip("other"));
         assert!(matches!(
             decide(&event("c", Value::Null)),
-            Decision::Malformed(_)
+            Decision::Malformed { id: None, .. }
         ));
         assert!(matches!(
             decide(&event("c", row(json!({"id": "nope"})))),
-            Decision::Malformed(_)
+            Decision::Malformed { id: None, .. }
         ));
-        assert!(matches!(
-            decide(&event("c", row(json!({"file_name": 5})))),
-            Decision::Malformed(_)
-        ));
+        let Decision::Malformed {
+            id: Some(id),
+            reason,
+        } = decide(&event("c", row(json!({"file_name": 5}))))
+        else {
+            panic!("a known row")
+        };
+        assert_eq!(id.to_string(), ID);
+        // Its rejection recorded on the row comes back as an update: not rejected again.
+        let recorded = row(json!({"file_name": 5, "enrichment_status": "error",
+            "enrichment_error": rejection_error(&reason)}));
+        assert_eq!(decide(&event("u", recorded)), Decision::Skip("current"));
     }
 }

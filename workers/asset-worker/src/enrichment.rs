@@ -60,6 +60,9 @@ pub enum Failure {
     /// A decoder panicked (a bug in a decoder, contained to this file).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The change event names no usable file (recorded on the row as `invalid_row`).
+    #[error("{0}")]
+    InvalidRow(String),
 }
 
 impl Failure {
@@ -70,6 +73,7 @@ impl Failure {
             Failure::Probe(ProbeError::Timeout(_)) | Failure::Timeout(_) => "timeout",
             Failure::Probe(e) => e.kind(),
             Failure::Internal(_) => "internal",
+            Failure::InvalidRow(_) => "invalid_row",
         }
     }
 }
@@ -85,15 +89,59 @@ pub struct Outcome {
     pub bytes_read: u64,
 }
 
+/// Attempts at reading a file whose reads fail transiently (`EMFILE`, `EIO`…).
+const READ_ATTEMPTS: u32 = 4;
+
+/// Reads a file, retrying transient errors with backoff while the deadline allows.
+/// `retried` counts the retries.
+fn read_with_retries(
+    input: &AssetInput,
+    settings: &Settings,
+    deadline: Instant,
+    retried: &mut u32,
+) -> Result<Vec<u8>, FileError> {
+    let backoff = shared::backoff::Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
+    let mut attempt = 1;
+    loop {
+        match settings
+            .root
+            .read(&input.file_path, &input.file_name, settings.max_file_bytes)
+        {
+            Err(e) if e.is_transient() && attempt < READ_ATTEMPTS => {
+                let delay = backoff.delay(attempt);
+                if Instant::now() + delay >= deadline {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, attempt, "transient read error; retrying");
+                std::thread::sleep(delay);
+                attempt += 1;
+                *retried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads and probes one row's file. Never panics: a decoder panic becomes
-/// [`Failure::Internal`].
+/// [`Failure::Internal`]. Transient read errors are retried (counted in `retried`) before the
+/// file is declared failed.
 pub fn enrich(input: AssetInput, settings: &Settings, deadline: Instant) -> Outcome {
+    enrich_counting(input, settings, deadline, &mut 0)
+}
+
+/// [`enrich`], counting the read retries.
+pub fn enrich_counting(
+    input: AssetInput,
+    settings: &Settings,
+    deadline: Instant,
+    retried: &mut u32,
+) -> Outcome {
     let mut bytes_read = 0;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let bytes =
-            settings
-                .root
-                .read(&input.file_path, &input.file_name, settings.max_file_bytes)?;
+        let bytes = read_with_retries(&input, settings, deadline, retried)?;
         bytes_read = bytes.len() as u64;
         let limits = ProbeLimits {
             max_pixels: settings.max_pixels,

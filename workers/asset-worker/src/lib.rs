@@ -8,9 +8,10 @@
 //!   write-backs — or dead-letter).
 //! - [`enrichment`]: one file from row to the document stored under `metadata.asset_worker`.
 //! - [`writeback`]: the batched, conditional `UPDATE … FROM UNNEST`.
-//! - [`offsets`]: which offsets may be committed when files finish out of order.
-//! - [`events`]: `assets.enriched.v1` and dead-letter payloads.
-//! - [`worker`]: the pipeline tying them together; [`metrics`]: every metric name.
+//! - [`events`]: the `assets.enriched.v1` payload.
+//! - [`step`]: the worker's step in the shared consumer runtime ([`shared::consume`]), which
+//!   does the batching, ordered offsets, publishing and dead letters;
+//!   [`metrics`]: every metric name.
 
 pub mod change;
 pub mod config;
@@ -19,37 +20,38 @@ pub mod corpus;
 pub mod enrichment;
 pub mod events;
 pub mod metrics;
-pub mod offsets;
 pub mod probe;
 pub mod resolve;
-pub mod worker;
+pub mod step;
 pub mod writeback;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, Producer};
+use shared::consume::{self, Settings as RuntimeSettings};
 use shared::health::{self, Health};
-use shared::kafka::{consumer_config, producer_config};
 use shared::shutdown::Shutdown;
 use shared::topics::{dlq_topic, ENRICHED_TOPIC};
+use tokio::sync::Semaphore;
 
 pub use config::Config;
 
 use crate::enrichment::Settings;
 use crate::metrics::Metrics;
-use crate::offsets::OffsetTracker;
 use crate::resolve::AssetRoot;
-use crate::worker::{AssetContext, Pipeline};
 
-/// Runs the worker until `shutdown`.
+/// Runs the worker until `shutdown`, then drains within `--shutdown-timeout`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let root = AssetRoot::new(&config.assets_root)
         .with_context(|| format!("assets root {} is not usable", config.assets_root.display()))?;
-    let registry = health::new_registry("asset");
+    let registry = health::new_registry(metrics::NAMESPACE);
     let metrics = Metrics::register(&registry)?;
+    let runtime_metrics = consume::Metrics::register(
+        metrics::NAMESPACE,
+        <step::Assets as consume::Step>::SKIP_REASONS,
+        &registry,
+    )?;
     let health = Health::new();
     health.set("postgres", false, "connecting");
     health.set("kafka", false, "connecting");
@@ -64,30 +66,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     health.set("postgres", true, "connected");
 
     let topic = config.kafka.cdc_topic("public", "image_assets");
-    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-    let context = AssetContext {
-        tracker: tracker.clone(),
-        topic: topic.clone(),
-        lag: metrics.consumer_lag.clone(),
-    };
-    let mut consumer_settings = consumer_config(
-        &config.kafka,
-        &config.consumer,
-        &config.group_id,
-        "asset-worker",
-    );
-    consumer_settings.set("statistics.interval.ms", "5000");
-    let consumer: StreamConsumer<AssetContext> = consumer_settings
-        .create_with_context(context)
-        .context("creating the Kafka consumer")?;
-    consumer
-        .subscribe(&[&topic])
-        .with_context(|| format!("subscribing to {topic}"))?;
-    let producer: FutureProducer = producer_config(&config.kafka, "asset-worker")
-        .create()
-        .context("creating the Kafka producer")?;
-    health.set("kafka", true, "subscribed");
-
+    let dlq = dlq_topic(&topic);
     let threads = config.pool_threads();
     let probe_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -102,33 +81,44 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         queue_depth = config.queue_depth,
         "asset worker ready"
     );
-    let pipeline = Arc::new(Pipeline {
-        consumer: Arc::new(consumer),
-        tracker,
-        producer: producer.clone(),
+    let mut settings = RuntimeSettings::new("asset-worker", &config.group_id, ENRICHED_TOPIC, &dlq);
+    settings.batch_size = config.batch_size;
+    settings.flush_interval = config.flush_interval;
+    settings.prepare_concurrency = config.queue_depth;
+    settings.max_in_flight = config
+        .consumer
+        .max_in_flight
+        .unwrap_or(config.queue_depth.saturating_mul(4).max(config.batch_size));
+    settings.shutdown_timeout = config.consumer.shutdown_timeout;
+    settings.max_message_bytes = config.kafka.max_message_bytes();
+    let assets = Arc::new(step::Assets {
         pool: pool.clone(),
         probe_pool: Arc::new(probe_pool),
+        slots: Arc::new(Semaphore::new(config.queue_depth)),
         settings: Arc::new(Settings {
             root,
             max_file_bytes: config.max_file_bytes,
             max_pixels: config.max_pixels,
         }),
-        metrics,
-        dlq_topic: dlq_topic(&topic),
-        topic,
-        enriched_topic: ENRICHED_TOPIC.to_owned(),
-        group: config.group_id.clone(),
-        batch_size: config.batch_size,
-        flush_interval: config.flush_interval,
         file_timeout: config.file_timeout,
-        queue_depth: config.queue_depth,
+        metrics,
+        cdc_topic: topic.clone(),
     });
-    let result = pipeline.run(shutdown.clone()).await;
-    if let Err(e) = producer.flush(std::time::Duration::from_secs(10)) {
-        tracing::warn!(error = %e, "producer flush at shutdown failed");
-    }
+    // The reader's `too_large` dead letters name rows whose change it could not publish.
+    let topics = [topic, dlq];
+    let result = consume::kafka::run(
+        assets,
+        settings,
+        &config.kafka,
+        &config.consumer,
+        &topics,
+        runtime_metrics,
+        health,
+        shutdown.clone(),
+    )
+    .await;
     pool.close().await;
     shutdown.trigger();
     server.await?;
-    result
+    result.map(|_| ())
 }

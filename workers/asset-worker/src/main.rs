@@ -28,11 +28,19 @@ enum Command {
     Admin(AdminCommand),
 }
 
+/// Past `--shutdown-timeout`, the time left to flush the producer, close the pool and leave
+/// the group before the process exits regardless.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn main() -> ExitCode {
     let cli: Cli = shared::process::parse_with_default_subcommand("run");
     shared::process::run_main("asset-worker", &cli.telemetry, async move {
         match cli.command {
-            Command::Run(config) => asset_worker::run(*config, Shutdown::install()?).await,
+            Command::Run(config) => {
+                let shutdown = Shutdown::install()?;
+                shutdown.exit_after(config.consumer.shutdown_timeout + EXIT_GRACE);
+                asset_worker::run(*config, shutdown).await
+            }
             Command::Admin(admin) => admin.run("asset-worker").await,
         }
     })

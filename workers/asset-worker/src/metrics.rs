@@ -1,65 +1,54 @@
-//! The asset worker's metrics: every name and label key in one place, registered once.
+//! The asset worker's own metrics: every name and label key in one place, registered once.
+//! The consumer runtime's metrics (`asset_consumer_lag`, `asset_skipped_total`,
+//! `asset_dead_letters_total`, `asset_retries_total`, `asset_batch_*`…) are registered by
+//! [`shared::consume::Metrics`] under the same namespace.
 //!
 //! Names follow `asset_<name>_<unit>[_total]` in base units; labels take a small fixed set of
 //! values (formats, outcomes), never ids or paths.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 use crate::probe::Format;
 
+/// The namespace of every asset-worker metric.
+pub const NAMESPACE: &str = "asset";
 /// Files finished, by `format` (a [`Format`] label or `unknown`) and `outcome` (`done`, an
 /// error kind such as `missing`, `refused`, `too_large`, `truncated`, `corrupt`,
-/// `unsupported`, `timeout`, or `stale` when the row moved on before the write).
+/// `unsupported`, `timeout`, `invalid_row`, or `stale` when the row moved on before the write).
 pub const FILES_PROCESSED: &str = "asset_files_processed_total";
 /// Bytes read from asset files.
 pub const READ_BYTES: &str = "asset_read_bytes_total";
 /// Time spent decoding pixels, per file, by `format`.
 pub const DECODE_SECONDS: &str = "asset_decode_seconds";
-/// Files in flight: queued for or on the probing pool, or waiting for their batch.
+/// Files being read or probed, or waiting for a probing thread.
 pub const QUEUE_DEPTH: &str = "asset_queue_depth";
-/// Time to write one batch, publish its events and commit its offsets.
-pub const FLUSH_SECONDS: &str = "asset_batch_flush_seconds";
-/// Rows per written batch.
-pub const BATCH_ROWS: &str = "asset_batch_rows";
-/// Change events read, by `action`: `enrich`, `skip_deleted`, `skip_current` (own write-back
-/// or an edit that left the file as it was), `skip_other` (deletes, truncates), `malformed`.
-pub const EVENTS: &str = "asset_events_total";
-/// Dead-letter events published.
-pub const DEAD_LETTERS: &str = "asset_dead_letters_total";
-/// Failed attempts at the batch write or its events (each is retried).
-pub const RETRIES: &str = "asset_retries_total";
+/// Transient read errors (`EMFILE`, `EIO`…) retried before a file was declared failed.
+pub const READ_RETRIES: &str = "asset_read_retries_total";
 
-/// Messages between the group's position and the end of each assigned partition (from
-/// librdkafka statistics, every 5 s).
-pub const CONSUMER_LAG: &str = "asset_consumer_lag";
-
-/// Label keys.
+/// Label key: the file's format.
 pub const LABEL_FORMAT: &str = "format";
+/// Label key: how a file ended.
 pub const LABEL_OUTCOME: &str = "outcome";
-pub const LABEL_ACTION: &str = "action";
-pub const LABEL_STAGE: &str = "stage";
-pub const LABEL_PARTITION: &str = "partition";
 
-/// Handles to the worker's metrics.
+/// The handles.
 #[derive(Clone, Debug)]
 pub struct Metrics {
+    /// [`FILES_PROCESSED`].
     pub files_processed: IntCounterVec,
+    /// [`READ_BYTES`].
     pub read_bytes: IntCounter,
+    /// [`DECODE_SECONDS`].
     pub decode_seconds: HistogramVec,
+    /// [`QUEUE_DEPTH`].
     pub queue_depth: IntGauge,
-    pub flush_seconds: Histogram,
-    pub batch_rows: Histogram,
-    pub events: IntCounterVec,
-    pub dead_letters: IntCounter,
-    pub retries: IntCounterVec,
-    pub consumer_lag: IntGaugeVec,
+    /// [`READ_RETRIES`].
+    pub read_retries: IntCounter,
 }
 
 impl Metrics {
-    /// Creates and registers every metric in `registry`.
+    /// Registers every metric; the `done` outcome of every format starts at 0.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             files_processed: IntCounterVec::new(
@@ -73,52 +62,32 @@ impl Metrics {
                 ]),
                 &[LABEL_FORMAT],
             )?,
-            queue_depth: IntGauge::new(QUEUE_DEPTH, "Files in flight.")?,
-            flush_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    FLUSH_SECONDS,
-                    "Time to write a batch, publish its events and commit its offsets.",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+            queue_depth: IntGauge::new(
+                QUEUE_DEPTH,
+                "Files being read or probed, or waiting for a probing thread.",
             )?,
-            batch_rows: Histogram::with_opts(
-                HistogramOpts::new(BATCH_ROWS, "Rows per written batch.").buckets(vec![
-                    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
-                ]),
-            )?,
-            events: IntCounterVec::new(
-                Opts::new(EVENTS, "Change events read, by action."),
-                &[LABEL_ACTION],
-            )?,
-            dead_letters: IntCounter::new(DEAD_LETTERS, "Dead-letter events published.")?,
-            retries: IntCounterVec::new(
-                Opts::new(RETRIES, "Failed attempts that were retried, by stage."),
-                &[LABEL_STAGE],
-            )?,
-            consumer_lag: IntGaugeVec::new(
-                Opts::new(
-                    CONSUMER_LAG,
-                    "Messages behind the end of each assigned partition.",
-                ),
-                &[LABEL_PARTITION],
+            read_retries: IntCounter::new(
+                READ_RETRIES,
+                "Transient read errors retried before a file was declared failed.",
             )?,
         };
-        registry.register(Box::new(metrics.consumer_lag.clone()))?;
+        for format in Format::ALL {
+            metrics
+                .files_processed
+                .with_label_values(&[format.label(), "done"]);
+        }
+        metrics
+            .files_processed
+            .with_label_values(&["unknown", "missing"]);
         registry.register(Box::new(metrics.files_processed.clone()))?;
         registry.register(Box::new(metrics.read_bytes.clone()))?;
         registry.register(Box::new(metrics.decode_seconds.clone()))?;
         registry.register(Box::new(metrics.queue_depth.clone()))?;
-        registry.register(Box::new(metrics.flush_seconds.clone()))?;
-        registry.register(Box::new(metrics.batch_rows.clone()))?;
-        registry.register(Box::new(metrics.events.clone()))?;
-        registry.register(Box::new(metrics.dead_letters.clone()))?;
-        registry.register(Box::new(metrics.retries.clone()))?;
+        registry.register(Box::new(metrics.read_retries.clone()))?;
         Ok(metrics)
     }
 
-    /// Label of a format, `unknown` when the file was never identified.
+    /// The format label of a file's outcome.
     pub fn format_label(format: Option<Format>) -> &'static str {
         format.map_or("unknown", Format::label)
     }

@@ -44,6 +44,31 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// Whether the error may go away by itself (too many open files, an I/O hiccup, a busy or
+    /// stale network mount): such reads are retried before the file is declared failed.
+    pub fn is_transient(&self) -> bool {
+        let FileError::Unreadable(e) = self else {
+            return false;
+        };
+        matches!(
+            e.raw_os_error(),
+            Some(
+                libc::EMFILE
+                    | libc::ENFILE
+                    | libc::EIO
+                    | libc::EAGAIN
+                    | libc::EINTR
+                    | libc::ENOMEM
+                    | libc::EBUSY
+                    | libc::ETIMEDOUT
+                    | libc::ESTALE
+            )
+        ) || matches!(
+            e.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Stable machine-readable reason: `refused`, `missing`, `too_large`, `unreadable`.
     pub fn kind(&self) -> &'static str {
         match self {
