@@ -10,6 +10,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::{ConsumerArgs, KafkaArgs, PostgresArgs};
 
+pub mod private;
+
 /// Addresses of the test services, from the environment `scripts/test` exports.
 #[derive(Clone, Debug)]
 pub struct TestEnv {
@@ -175,4 +177,55 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads `topics` from their beginning with a consumer group of its own, collecting every JSON
+/// value by the `id` of its key (`{"id": "…"}`; other keys as they are), in topic order, until
+/// `done` holds for what was read or `timeout` passes. This is what a downstream consumer sees.
+pub async fn read_events_by_id<F>(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+    done: F,
+) -> std::collections::HashMap<String, Vec<serde_json::Value>>
+where
+    F: Fn(&std::collections::HashMap<String, Vec<serde_json::Value>>) -> bool,
+{
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", "7000")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .expect("a test consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    let mut events: std::collections::HashMap<String, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&events) {
+        let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let Ok(message) = received else { continue };
+        let key = message
+            .key()
+            .map(|k| {
+                serde_json::from_slice::<serde_json::Value>(k)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| String::from_utf8_lossy(k).into_owned())
+            })
+            .unwrap_or_default();
+        let value = message
+            .payload()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or(serde_json::Value::Null);
+        events.entry(key).or_default().push(value);
+    }
+    events
 }

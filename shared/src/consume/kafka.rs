@@ -2,7 +2,7 @@
 //!
 //! The consumer never auto-commits and never auto-stores offsets: the runtime commits what
 //! its [`OffsetBook`] says is finished. Before partitions are revoked, the rebalance callback
-//! commits their finished prefix synchronously and drops them from the book. The producer is
+//! commits their finished prefix and drops them from the book. The producer is
 //! idempotent with `acks=all`; its `message.timeout.ms` is the publish timeout, so an
 //! acknowledgement that never comes becomes an error the runtime acts on.
 
@@ -29,6 +29,7 @@ use crate::kafka::{consumer_config, producer_config};
 pub struct RuntimeContext {
     book: OffsetBook,
     lag: IntGaugeVec,
+    rebalances: prometheus::IntCounterVec,
 }
 
 impl std::fmt::Debug for RuntimeContext {
@@ -66,12 +67,15 @@ impl ConsumerContext for RuntimeContext {
             for ((topic, partition), position) in &positions {
                 let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(*position));
             }
+            // Asynchronous: a synchronous commit would block the poll (and with it the whole
+            // runtime) for as long as the coordinator is away, e.g. when the broker restarted.
             if commit.count() > 0 {
-                if let Err(e) = base.commit(&commit, CommitMode::Sync) {
+                if let Err(e) = base.commit(&commit, CommitMode::Async) {
                     tracing::warn!(error = %e, "commit before revocation failed; messages may be replayed");
                 }
             }
             self.lag.reset();
+            self.rebalances.with_label_values(&["revoke"]).inc();
             tracing::info!(
                 partitions = partitions.len(),
                 "partitions revoked; finished prefix committed"
@@ -88,6 +92,7 @@ impl ConsumerContext for RuntimeContext {
                         .with_label_values(&[e.topic(), &e.partition().to_string()])
                         .set(0);
                 }
+                self.rebalances.with_label_values(&["assign"]).inc();
                 tracing::info!(partitions = list.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -129,6 +134,7 @@ impl KafkaSource {
         let context = RuntimeContext {
             book: book.clone(),
             lag: metrics.consumer_lag.clone(),
+            rebalances: metrics.rebalances.clone(),
         };
         let consumer: StreamConsumer<RuntimeContext> = config.create_with_context(context)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

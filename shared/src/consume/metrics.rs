@@ -37,6 +37,10 @@ pub const IN_FLIGHT_MESSAGES: &str = "in_flight_messages";
 /// messages are unfinished (the group membership is kept alive meanwhile).
 pub const CONSUMPTION_PAUSED: &str = "consumption_paused";
 
+/// `<ns>_rebalances_total{kind}`: partitions assigned to or revoked from this member, by
+/// rebalance (`assign`, `revoke`). A member evicted by its group shows a revoke it did not ask for.
+pub const REBALANCES_TOTAL: &str = "rebalances_total";
+
 /// Label key of [`SKIPPED_TOTAL`].
 pub const LABEL_REASON: &str = "reason";
 /// Label key of [`DEAD_LETTERS_TOTAL`].
@@ -64,6 +68,7 @@ pub struct Metrics {
     pub(crate) flush_seconds: Histogram,
     pub(crate) in_flight: IntGauge,
     pub(crate) paused: IntGauge,
+    pub(crate) rebalances: IntCounterVec,
 }
 
 impl Metrics {
@@ -142,7 +147,17 @@ impl Metrics {
                 name(CONSUMPTION_PAUSED),
                 "1 while consumption is paused because too many messages are unfinished.",
             )?,
+            rebalances: IntCounterVec::new(
+                Opts::new(
+                    name(REBALANCES_TOTAL),
+                    "Rebalances of this group member, by kind (assign, revoke).",
+                ),
+                &["kind"],
+            )?,
         };
+        for kind in ["assign", "revoke"] {
+            metrics.rebalances.with_label_values(&[kind]);
+        }
         for reason in skip_reasons.iter().chain([&SKIP_TOMBSTONE]) {
             metrics.skipped.with_label_values(&[reason]);
         }
@@ -164,6 +179,7 @@ impl Metrics {
         registry.register(Box::new(metrics.flush_seconds.clone()))?;
         registry.register(Box::new(metrics.in_flight.clone()))?;
         registry.register(Box::new(metrics.paused.clone()))?;
+        registry.register(Box::new(metrics.rebalances.clone()))?;
         Ok(metrics)
     }
 

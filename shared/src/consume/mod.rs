@@ -271,6 +271,30 @@ pub struct Settings {
     pub defer_backoff: Backoff,
     /// How often `/readyz` components are re-checked.
     pub health_interval: Duration,
+    /// A crash to inject, for tests of the guarantee (`PIPELINE_FAULT`).
+    pub fault: Option<Fault>,
+}
+
+/// A crash injected at a point of the runtime, so that tests can prove what survives it.
+/// Read from the environment variable `PIPELINE_FAULT`; never set it in production.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `abort-after-write`: abort the process (as SIGKILL would end it) right after the first
+    /// batch write that produced events commits, before any of them is published.
+    AbortAfterWrite,
+}
+
+impl Fault {
+    /// The fault named by `PIPELINE_FAULT`, if any.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("PIPELINE_FAULT").ok()?.as_str() {
+            "abort-after-write" => Some(Fault::AbortAfterWrite),
+            other => {
+                tracing::warn!(fault = other, "unknown PIPELINE_FAULT ignored");
+                None
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -294,6 +318,7 @@ impl Settings {
                 max: Duration::from_secs(1),
             },
             health_interval: Duration::from_secs(5),
+            fault: Fault::from_env(),
         }
     }
 }
@@ -756,6 +781,14 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
                 expected: entries.len(),
                 got: settled.len(),
             });
+        }
+        if self.settings().fault == Some(Fault::AbortAfterWrite)
+            && settled
+                .iter()
+                .any(|s| matches!(s, Settled::Done(outputs) if !outputs.is_empty()))
+        {
+            tracing::error!("PIPELINE_FAULT=abort-after-write: aborting after a committed write");
+            std::process::abort();
         }
         let now = Instant::now();
         let mut done = Vec::with_capacity(size);

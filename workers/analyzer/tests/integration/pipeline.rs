@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,18 +19,72 @@ pub struct Stack {
     pub env: TestEnv,
     pub db: TestDatabase,
     pub prefix: String,
+    slot: String,
     reader_shutdown: Shutdown,
     reader: JoinHandle<Result<(), cdc_reader::Error>>,
 }
 
 impl Stack {
     pub async fn start(label: &str) -> Self {
-        let env = TestEnv::get();
+        Self::start_with(TestEnv::get(), label).await
+    }
+
+    /// A stack on the services `env` names (a private cluster or broker).
+    pub async fn start_with(env: TestEnv, label: &str) -> Self {
         let db = env.database(label).await;
         let prefix = unique_name("t");
-        shared::kafka::ensure_topics(&env.kafka(&prefix), &pipeline_topics(&prefix, 3))
+        let slot = unique_name("slot");
+        Self::create_topics(&env, &prefix).await;
+        let (reader_shutdown, reader) = Self::spawn_reader(&env, &db, &prefix, &slot);
+        let mut stack = Self {
+            env,
+            db,
+            prefix,
+            slot,
+            reader_shutdown,
+            reader,
+        };
+        stack.wait_reader_streaming().await;
+        stack
+    }
+
+    /// Waits until the reader streams its slot; fails with the reader's error if it stopped.
+    async fn wait_reader_streaming(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.reader.is_finished() {
+                let result = (&mut self.reader).await;
+                panic!("the CDC reader stopped: {result:?}");
+            }
+            let active: Option<bool> =
+                sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+                    .bind(&self.slot)
+                    .fetch_optional(&self.db.pool)
+                    .await
+                    .unwrap();
+            if active == Some(true) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the CDC reader did not start streaming"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn create_topics(env: &TestEnv, prefix: &str) {
+        shared::kafka::ensure_topics(&env.kafka(prefix), &pipeline_topics(prefix, 3))
             .await
             .unwrap();
+    }
+
+    fn spawn_reader(
+        env: &TestEnv,
+        db: &TestDatabase,
+        prefix: &str,
+        slot: &str,
+    ) -> (Shutdown, JoinHandle<Result<(), cdc_reader::Error>>) {
         let cli = cdc_reader::Cli::try_parse_from([
             "cdc-reader",
             "--database-url",
@@ -38,24 +92,30 @@ impl Stack {
             "--kafka-brokers",
             &env.kafka_brokers,
             "--topic-prefix",
-            &prefix,
+            prefix,
             "--slot",
-            &unique_name("slot"),
+            slot,
             "--metrics-addr",
             "127.0.0.1:0",
             "--status-interval",
             "1s",
         ])
         .expect("valid reader flags");
-        let reader_shutdown = Shutdown::new();
-        let reader = tokio::spawn(cdc_reader::run(cli.config, reader_shutdown.clone()));
-        Self {
-            env,
-            db,
-            prefix,
-            reader_shutdown,
-            reader,
-        }
+        let shutdown = Shutdown::new();
+        let reader = tokio::spawn(cdc_reader::run(cli.config, shutdown.clone()));
+        (shutdown, reader)
+    }
+
+    /// After the broker came back empty: the topics again, and a fresh reader on the same slot
+    /// (it resends from its confirmed position).
+    pub async fn recreate_topics_and_restart_reader(&mut self) {
+        Self::create_topics(&self.env, &self.prefix).await;
+        self.reader_shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.reader).await;
+        let (shutdown, reader) = Self::spawn_reader(&self.env, &self.db, &self.prefix, &self.slot);
+        self.reader_shutdown = shutdown;
+        self.reader = reader;
+        self.wait_reader_streaming().await;
     }
 
     /// Flags of an analyzer for this stack.
@@ -80,8 +140,19 @@ impl Stack {
     }
 
     /// An analyzer as its own process (so it can be killed with SIGKILL).
-    pub fn analyzer_process(&self, group: &str, metrics_port: u16) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_analyzer"))
+    pub fn analyzer_process(&self, group: &str, metrics_port: u16) -> KillOnDrop {
+        self.analyzer_process_with(group, metrics_port, &[], &[])
+    }
+
+    /// [`Stack::analyzer_process`] with extra flags and environment variables.
+    pub fn analyzer_process_with(
+        &self,
+        group: &str,
+        metrics_port: u16,
+        flags: &[&str],
+        vars: &[(&str, &str)],
+    ) -> KillOnDrop {
+        let child = Command::new(env!("CARGO_BIN_EXE_analyzer"))
             .arg("run")
             .args(self.analyzer_args(group))
             .args([
@@ -90,12 +161,15 @@ impl Stack {
                 "--log-format",
                 "json",
             ])
+            .args(flags)
             .env_remove("DATABASE_URL")
             .env_remove("KAFKA_BROKERS")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file("analyzer"))
             .spawn()
-            .expect("spawn the analyzer binary")
+            .expect("spawn the analyzer binary");
+        KillOnDrop(child)
     }
 
     /// Inserts profiles in one statement; returns their ids in order.
@@ -259,15 +333,18 @@ async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle
     stack.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub use shared::testkit::private::{free_port, KillOnDrop};
+
+/// A file in the temporary directory for a spawned process's log, named on stderr so that a
+/// failing test points to it.
+pub fn log_file(what: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("{}.log", unique_name(what)));
+    eprintln!("{what} logs to {}", path.display());
+    std::fs::File::create(&path).expect("create a log file")
 }
 
-async fn metric(port: u16, name: &str) -> Option<f64> {
+/// The value of the first series of `name` on a process's `/metrics`.
+pub async fn metric(port: u16, name: &str) -> Option<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -289,7 +366,7 @@ async fn kill_nine_mid_batch_loses_nothing_and_two_instances_share_the_work() {
     let group = unique_name("analyzers");
     let (port_a, port_b) = (free_port(), free_port());
     let mut a = stack.analyzer_process(&group, port_a);
-    stack.insert(&births(2, 3_000)).await;
+    let mut ids = stack.insert(&births(2, 3_000)).await;
     // Kill -9 once it is mid-way.
     let pool = stack.db.pool.clone();
     wait_for("the first results", Duration::from_secs(90), || {
@@ -311,7 +388,7 @@ async fn kill_nine_mid_batch_loses_nothing_and_two_instances_share_the_work() {
     // Two members in the group now; more input while both run, then one dies.
     let mut a = stack.analyzer_process(&group, port_a);
     let mut b = stack.analyzer_process(&group, port_b);
-    stack.insert(&births(3, 3_000)).await;
+    ids.extend(stack.insert(&births(3, 3_000)).await);
     stack.wait_all_analyzed(Duration::from_secs(120)).await;
     let written_a = metric(port_a, "analyzer_analyses_written_total")
         .await
@@ -326,13 +403,15 @@ async fn kill_nine_mid_batch_loses_nothing_and_two_instances_share_the_work() {
 
     b.kill().unwrap();
     b.wait().unwrap();
-    stack.insert(&births(4, 2_000)).await;
+    ids.extend(stack.insert(&births(4, 2_000)).await);
     stack.wait_all_analyzed(Duration::from_secs(120)).await;
     a.kill().unwrap();
     a.wait().unwrap();
 
-    // Every row analyzed, each exactly as the chart command computes it.
+    // Every row analyzed, each exactly as the chart command computes it, and each with its
+    // event on the result topic.
     assert_eq!(assert_rows_match_chart_command(&stack.db).await, 8_000);
+    crate::delivery::assert_every_row_has_its_event(&stack, &ids).await;
     stack.stop().await;
 }
 

@@ -1,0 +1,446 @@
+//! Services private to one test, for the tests that stop, restart or freeze them: a
+//! PostgreSQL cluster, a Tansu broker (memory or S3 storage) and an S3 server. They are
+//! started from the binaries `scripts/test` provisions (`PIPELINE_TEST_PG_BINDIR`,
+//! `PIPELINE_TEST_TANSU_BIN`, `PIPELINE_TEST_S3_SERVER`) and stopped when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::unique_name;
+
+/// A port free at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A free port below the kernel's ephemeral range, for a server that restarts on the same
+/// port. While a server on an ephemeral port is down, a client reconnecting to it can connect
+/// to itself (TCP simultaneous open: its own source port is the destination), which then holds
+/// the port, so the server cannot bind it again and the client talks to itself.
+pub fn free_server_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(20_000).max(1);
+    let start = (std::process::id() as u16
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u16))
+        % span;
+    (0..span)
+        .map(|i| 20_000 + (start + i) % span)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
+/// Runs a command as the `postgres` OS user when the tests run as root (PostgreSQL refuses
+/// to run as root).
+fn as_postgres(program: &str, args: &[&str]) -> StdCommand {
+    if running_as_root() {
+        let mut cmd = StdCommand::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]).args(args);
+        cmd
+    } else {
+        let mut cmd = StdCommand::new(program);
+        cmd.args(args);
+        cmd
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL cluster private to one test (it restarts it).
+#[derive(Debug)]
+pub struct PrivateCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bindir: String,
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        let bindir = std::env::var("PIPELINE_TEST_PG_BINDIR")
+            .expect("PIPELINE_TEST_PG_BINDIR is not set: run the tests with scripts/test");
+        let dir = std::env::temp_dir().join(unique_name("cdc_pg"));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let _ = StdCommand::new("chown")
+            .args(["postgres", &dir.to_string_lossy()])
+            .status();
+        let data = dir.join("data");
+        let port = free_server_port();
+        let initdb = format!("{bindir}/initdb");
+        let ok = as_postgres(
+            &initdb,
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = logical\n\
+             max_replication_slots = 10\nmax_wal_senders = 10\nfsync = off\nshared_buffers = 32MB\n",
+            dir.to_string_lossy()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).expect("write postgresql.conf");
+        let cluster = Self { dir, port, bindir };
+        cluster.pg_ctl(&[
+            "start",
+            "-w",
+            "-l",
+            &cluster.dir.join("log").to_string_lossy(),
+        ]);
+        cluster
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let pg_ctl = format!("{}/pg_ctl", self.bindir);
+        let data = self.dir.join("data");
+        let mut full = vec!["-D", data.to_str().expect("path")];
+        full.extend_from_slice(args);
+        let ok = as_postgres(&pg_ctl, &full)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl");
+        assert!(ok.success(), "pg_ctl {args:?} failed");
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A migrated database in this cluster.
+    pub async fn database(&self, name: &str) -> PgPool {
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect private cluster");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let pool = PgPool::connect(&self.url(name)).await.expect("connect");
+        crate::db::migrate(&pool).await.expect("migrate");
+        pool
+    }
+
+    /// Turns TLS on with this certificate chain and key (PEM), then restarts.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.dir.join("data");
+        let cert = data.join("server.crt");
+        let key = data.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+        }
+        if running_as_root() {
+            for file in [&cert, &key] {
+                let ok = StdCommand::new("chown")
+                    .args(["postgres", &file.to_string_lossy()])
+                    .status()
+                    .expect("chown");
+                assert!(ok.success());
+            }
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf_path, conf).expect("write postgresql.conf");
+        self.restart();
+    }
+
+    /// Stops the cluster (fast shutdown: sessions are cut), leaving it down.
+    pub fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "fast", "-w"]);
+    }
+
+    /// Starts a stopped cluster again.
+    pub fn start_again(&self) {
+        self.pg_ctl(&["start", "-w", "-l", &self.dir.join("log").to_string_lossy()]);
+    }
+
+    pub fn restart(&self) {
+        self.pg_ctl(&[
+            "restart",
+            "-m",
+            "fast",
+            "-w",
+            "-l",
+            &self.dir.join("log").to_string_lossy(),
+        ]);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let pg_ctl = format!("{}/pg_ctl", self.bindir);
+        let data = self.dir.join("data");
+        let _ = as_postgres(
+            &pg_ctl,
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "stop",
+                "-m",
+                "immediate",
+                "-w",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An S3-compatible server private to one test (moto, installed by `scripts/test`), holding a
+/// bucket `tansu` so a broker's log outlives the broker's restarts.
+#[derive(Debug)]
+pub struct PrivateS3 {
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateS3 {
+    pub fn start() -> Self {
+        let bin = std::env::var("PIPELINE_TEST_S3_SERVER")
+            .expect("PIPELINE_TEST_S3_SERVER is not set: run the tests with scripts/test");
+        let port = free_port();
+        let child = StdCommand::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the S3 server");
+        let server = Self { port, child };
+        // Create the bucket once the server answers (moto accepts unsigned requests).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let request = format!(
+                    "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut response = String::new();
+                    let _ = stream.read_to_string(&mut response);
+                    if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+                    {
+                        return server;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Tansu broker private to one test (it restarts it). With memory storage a restart empties
+/// it; on S3 storage ([`PrivateBroker::start_on_s3`]) its log survives restarts.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    pub port: u16,
+    child: Option<Child>,
+    storage: String,
+    env: Vec<(String, String)>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let mut broker = Self {
+            port: free_server_port(),
+            child: None,
+            storage: "memory://tansu/".to_owned(),
+            env: Vec::new(),
+        };
+        broker.launch();
+        broker
+    }
+
+    /// A broker whose topics live in the bucket of `s3`.
+    pub fn start_on_s3(s3: &PrivateS3) -> Self {
+        let endpoint = format!("http://127.0.0.1:{}", s3.port);
+        let mut broker = Self {
+            port: free_server_port(),
+            child: None,
+            storage: "s3://tansu/".to_owned(),
+            env: [
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_ENDPOINT", endpoint.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        broker.launch();
+        broker
+    }
+
+    /// Stops the broker (SIGTERM, as a service manager restarting it would) and leaves it down.
+    pub fn stop(&mut self) {
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            let _ = StdCommand::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage. The port may stay in TIME_WAIT
+    /// for up to a minute after a stop (Tansu does not set `SO_REUSEADDR`): the launch is
+    /// retried until the broker stays up and answers.
+    pub fn relaunch(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            self.launch();
+            let up = (0..30).any(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            });
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if up && !exited {
+                return;
+            }
+            self.kill();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker did not come back on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    fn launch(&mut self) {
+        let bin = std::env::var("PIPELINE_TEST_TANSU_BIN")
+            .expect("PIPELINE_TEST_TANSU_BIN is not set: run the tests with scripts/test");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = StdCommand::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                &self.storage,
+            ])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the broker process (it stops answering, connections stay open).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let ok = StdCommand::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(ok.success());
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A spawned process killed when dropped, so that a failing test leaves no worker behind.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
