@@ -83,9 +83,15 @@ impl ConsumerContext for RuntimeContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // librdkafka keeps a partition's pause across a revoke and a new assignment of
+                // it: start every assigned partition flowing. The runtime pauses them again
+                // at the next message if it still holds too much.
+                if let Err(e) = base.resume(list) {
+                    tracing::warn!(error = %e, "resuming assigned partitions failed");
+                }
                 // Until the first statistics, an assigned partition shows lag 0, not nothing.
                 for e in list.elements() {
                     self.lag

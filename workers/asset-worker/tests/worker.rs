@@ -175,6 +175,26 @@ impl Harness {
         .await;
     }
 
+    /// Every `assets.enriched.v1` event of `ids`, read back until each has one.
+    async fn events(&self, ids: &[Uuid]) -> HashMap<String, Vec<Value>> {
+        let wanted: std::collections::HashSet<String> = ids.iter().map(Uuid::to_string).collect();
+        let events = shared::testkit::read_events_by_id(
+            &self.env.kafka_brokers,
+            &[shared::topics::ENRICHED_TOPIC],
+            Duration::from_secs(120),
+            |seen| wanted.iter().all(|id| seen.contains_key(id)),
+        )
+        .await;
+        let missing = wanted.iter().filter(|id| !events.contains_key(*id)).count();
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of {} rows have no result event",
+            ids.len()
+        );
+        events
+    }
+
     async fn row(&self, id: Uuid) -> Row {
         sqlx::query_as(
             "SELECT enrichment_status, enrichment_error, width, height, metadata FROM image_assets WHERE id = $1",
@@ -221,9 +241,15 @@ impl Harness {
 
     /// The worker binary in consumer group `group`: small batches, one decode thread.
     fn spawn_worker(&self, group: &str, metrics_addr: &str) -> Child {
+        self.spawn_worker_with(group, metrics_addr, &[])
+    }
+
+    /// [`Harness::spawn_worker`] with extra environment variables.
+    fn spawn_worker_with(&self, group: &str, metrics_addr: &str, vars: &[(&str, &str)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_asset-worker"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(vars.iter().copied())
             .args([
                 "--database-url",
                 &self.db.url,
@@ -626,11 +652,92 @@ async fn kill_9_mid_batch_loses_nothing() {
         assert_eq!(status, "done", "{name}");
         assert_eq!(sha.as_ref(), expected.get(&name), "{name}");
     }
+    // Downstream sees every one of them on the result topic.
+    let events = h.events(&ids).await;
+    for id in &ids {
+        let newest = events[&id.to_string()].last().unwrap();
+        assert_eq!(newest["status"], "done", "{id}");
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
         .status();
     let status = second.wait().unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dead_letter() {
+    let h = Harness::new("fault").await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let name = format!("photo_{i:04}.jpg");
+        h.put("/fault/", &name, &corpus::jpeg(64, 48, i, 80));
+        ids.push(h.insert("/fault/", &name, None, None).await);
+    }
+    let mut missing = Vec::new();
+    for i in 0..5 {
+        missing.push(
+            h.insert("/fault/", &format!("gone_{i}.png"), None, None)
+                .await,
+        );
+    }
+    ids.extend(&missing);
+    let group = unique_name("g");
+    // Dies right after its first batch is committed, before any event of it is acknowledged.
+    let mut crashing = h.spawn_worker_with(
+        &group,
+        "127.0.0.1:0",
+        &[("PIPELINE_FAULT", "abort-after-write")],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = crashing.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fault point never fired"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM image_assets WHERE enrichment_status <> 'pending'",
+    )
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert!(written > 0, "the crash came after a committed write");
+
+    let mut worker = h.spawn_worker(&group, "127.0.0.1:0");
+    h.wait_until_settled(&ids, Duration::from_secs(120)).await;
+    let events = h.events(&ids).await;
+    for id in &ids {
+        let expected = if missing.contains(id) {
+            "error"
+        } else {
+            "done"
+        };
+        let newest = events[&id.to_string()].last().unwrap();
+        assert_eq!(newest["status"], expected, "{id}");
+    }
+    let wanted: std::collections::HashSet<String> = missing.iter().map(Uuid::to_string).collect();
+    let dlq = format!("{}.dlq", h.cdc_topic());
+    let letters = shared::testkit::read_events_by_id(
+        &h.env.kafka_brokers,
+        &[&dlq],
+        Duration::from_secs(120),
+        |seen| wanted.iter().all(|id| seen.contains_key(id)),
+    )
+    .await;
+    for id in &missing {
+        let letter = &letters[&id.to_string()][0];
+        assert_eq!(letter["error"]["reason"], "missing", "{id}");
+        assert_eq!(letter["asset_id"], id.to_string());
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
     h.finish().await;
 }
 
