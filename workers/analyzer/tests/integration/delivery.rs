@@ -383,3 +383,91 @@ async fn a_database_outage_costs_a_pause_not_the_group_membership_nor_an_event()
     stack.stop().await;
     drop(cluster);
 }
+
+#[tokio::test]
+async fn rows_the_analyzer_cannot_process_never_stay_pending() {
+    // The reader refuses change events above 100 kB (dead-lettered as too_large).
+    let stack = Stack::start_full(
+        TestEnv::get(),
+        "unprocessable",
+        &["--kafka-property", "message.max.bytes=100000"],
+    )
+    .await;
+    let port = free_port();
+    let mut analyzer = stack.analyzer_process(&unique_name("analyzers"), port);
+    let insert = |birth: &'static str, name: String| {
+        let pool = stack.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ($1, 'F', $2::timestamptz) RETURNING id",
+            )
+            .bind(name)
+            .bind(birth)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let bc = insert("0001-01-01 00:00:00+00 BC", "bc".into()).await;
+    let infinite = insert("infinity", "inf".into()).await;
+    // Its inputs are fine, but its change event is too large for the broker.
+    let huge = insert("1990-05-15 14:30:00+09", "가".repeat(60_000)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+
+    let row = |id: Uuid| {
+        let pool = stack.db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT analysis_status, analysis_error FROM saju_profiles WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (status, error) = row(bc).await;
+    assert_eq!(status, "error");
+    assert!(error.unwrap().contains("before the common era"));
+    let (status, error) = row(infinite).await;
+    assert_eq!(status, "error");
+    assert!(error.unwrap().contains("not an instant"));
+    assert_eq!(row(huge).await.0, "done", "analyzed from the table");
+
+    let letters = dead_letters(&stack, &[bc, infinite]).await;
+    for id in [bc, infinite] {
+        let letter = &letters[&id.to_string()][0];
+        assert_eq!(letter["error"]["kind"], "decode");
+        assert_eq!(letter["profile_id"], id.to_string());
+    }
+    let events = read_events_by_id(
+        &stack.env.kafka_brokers,
+        &[ANALYSIS_TOPIC],
+        Duration::from_secs(120),
+        |seen| [bc, infinite, huge].iter().all(|id| seen.contains_key(&id.to_string())),
+    )
+    .await;
+    assert_eq!(events[&bc.to_string()].last().unwrap()["status"], "error");
+    assert_eq!(events[&huge.to_string()].last().unwrap()["status"], "done");
+
+    // A delete's tombstone is counted, not dead-lettered.
+    sqlx::query("DELETE FROM saju_profiles WHERE id = $1")
+        .bind(infinite)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    wait_for("the tombstone to be skipped", Duration::from_secs(60), || async {
+        metric(port, "analyzer_skipped_total{reason=\"tombstone\"}")
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(port, "analyzer_dead_letters_total{kind=\"decode\"}").await,
+        Some(2.0),
+        "only the two unreadable rows were dead-lettered"
+    );
+    analyzer.kill().unwrap();
+    analyzer.wait().unwrap();
+    stack.stop().await;
+}

@@ -20,6 +20,7 @@ pub struct Stack {
     pub db: TestDatabase,
     pub prefix: String,
     slot: String,
+    reader_flags: Vec<String>,
     reader_shutdown: Shutdown,
     reader: JoinHandle<Result<(), cdc_reader::Error>>,
 }
@@ -31,16 +32,24 @@ impl Stack {
 
     /// A stack on the services `env` names (a private cluster or broker).
     pub async fn start_with(env: TestEnv, label: &str) -> Self {
+        Self::start_full(env, label, &[]).await
+    }
+
+    /// A stack whose reader gets extra flags.
+    pub async fn start_full(env: TestEnv, label: &str, reader_flags: &[&str]) -> Self {
         let db = env.database(label).await;
         let prefix = unique_name("t");
         let slot = unique_name("slot");
+        let reader_flags: Vec<String> = reader_flags.iter().map(|f| (*f).to_owned()).collect();
         Self::create_topics(&env, &prefix).await;
-        let (reader_shutdown, reader) = Self::spawn_reader(&env, &db, &prefix, &slot);
+        let (reader_shutdown, reader) =
+            Self::spawn_reader(&env, &db, &prefix, &slot, &reader_flags);
         let mut stack = Self {
             env,
             db,
             prefix,
             slot,
+            reader_flags,
             reader_shutdown,
             reader,
         };
@@ -84,8 +93,9 @@ impl Stack {
         db: &TestDatabase,
         prefix: &str,
         slot: &str,
+        extra: &[String],
     ) -> (Shutdown, JoinHandle<Result<(), cdc_reader::Error>>) {
-        let cli = cdc_reader::Cli::try_parse_from([
+        let base = [
             "cdc-reader",
             "--database-url",
             &db.url,
@@ -99,7 +109,12 @@ impl Stack {
             "127.0.0.1:0",
             "--status-interval",
             "1s",
-        ])
+        ];
+        let cli = cdc_reader::Cli::try_parse_from(
+            base.into_iter()
+                .map(str::to_owned)
+                .chain(extra.iter().cloned()),
+        )
         .expect("valid reader flags");
         let shutdown = Shutdown::new();
         let reader = tokio::spawn(cdc_reader::run(cli.config, shutdown.clone()));
@@ -112,7 +127,13 @@ impl Stack {
         Self::create_topics(&self.env, &self.prefix).await;
         self.reader_shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.reader).await;
-        let (shutdown, reader) = Self::spawn_reader(&self.env, &self.db, &self.prefix, &self.slot);
+        let (shutdown, reader) = Self::spawn_reader(
+            &self.env,
+            &self.db,
+            &self.prefix,
+            &self.slot,
+            &self.reader_flags,
+        );
         self.reader_shutdown = shutdown;
         self.reader = reader;
         self.wait_reader_streaming().await;
