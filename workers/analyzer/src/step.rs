@@ -253,6 +253,7 @@ impl Analyzer {
         let mut plans = Vec::with_capacity(batch.len());
         let mut profiles = Vec::new();
         let mut rejections = Vec::new();
+        let mut rejected_at = Vec::new();
         for (i, entry) in batch.iter().enumerate() {
             let (id, _) = entry.item.id_and_position();
             if newest.get(&id) != Some(&i) {
@@ -264,9 +265,12 @@ impl Analyzer {
                     plans.push(Plan::Analysis(profiles.len()));
                     profiles.push(profile.clone());
                 }
-                Work::Reject { reason, .. } => {
+                Work::Reject {
+                    reason, position, ..
+                } => {
                     plans.push(Plan::Rejection(rejections.len()));
                     rejections.push((id, reason.clone()));
+                    rejected_at.push(*position);
                 }
                 Work::Fetch { .. } => unreachable!("prepare turns every fetch into work"),
             }
@@ -325,7 +329,12 @@ impl Analyzer {
                         Some(row) if row.state == RowState::Locked => Settled::Deferred,
                         Some(row) if matches!(row.state, RowState::Written | RowState::Current) => {
                             self.metrics.errors.with_label_values(&["malformed"]).inc();
-                            Settled::Done(outputs_of_rejection(*id, reason, row.analyzed_at))
+                            Settled::Done(outputs_of_rejection(
+                                *id,
+                                rejected_at[i],
+                                reason,
+                                row.analyzed_at,
+                            ))
                         }
                         _ => Settled::Done(Vec::new()),
                     }
@@ -362,14 +371,20 @@ fn by_id(rows: Vec<RowOutcome>) -> HashMap<Uuid, RowOutcome> {
     rows.into_iter().map(|row| (row.id, row)).collect()
 }
 
-/// The events of a rejected row: an error result and a dead letter.
-fn outputs_of_rejection(id: Uuid, reason: &str, analyzed_at: Option<DateTime<Utc>>) -> Vec<Output> {
+/// The events of a rejected row: an error result (its input is only the event's position: the
+/// inputs could not be read) and a dead letter.
+fn outputs_of_rejection(
+    id: Uuid,
+    position: (u64, u64),
+    reason: &str,
+    analyzed_at: Option<DateTime<Utc>>,
+) -> Vec<Output> {
     let event = serde_json::json!({
         "profile_id": id,
         "status": "error",
         "analysis_version": saju::json::VERSION,
         "analyzed_at": analyzed_at.unwrap_or_else(Utc::now),
-        "input": null,
+        "input": {"commit_lsn": position.0, "lsn": position.1},
         "error": reason,
     });
     vec![

@@ -444,7 +444,11 @@ async fn rows_the_analyzer_cannot_process_never_stay_pending() {
         &stack.env.kafka_brokers,
         &[ANALYSIS_TOPIC],
         Duration::from_secs(120),
-        |seen| [bc, infinite, huge].iter().all(|id| seen.contains_key(&id.to_string())),
+        |seen| {
+            [bc, infinite, huge]
+                .iter()
+                .all(|id| seen.contains_key(&id.to_string()))
+        },
     )
     .await;
     assert_eq!(events[&bc.to_string()].last().unwrap()["status"], "error");
@@ -456,11 +460,15 @@ async fn rows_the_analyzer_cannot_process_never_stay_pending() {
         .execute(&stack.db.pool)
         .await
         .unwrap();
-    wait_for("the tombstone to be skipped", Duration::from_secs(60), || async {
-        metric(port, "analyzer_skipped_total{reason=\"tombstone\"}")
-            .await
-            .filter(|n| *n >= 1.0)
-    })
+    wait_for(
+        "the tombstone to be skipped",
+        Duration::from_secs(60),
+        || async {
+            metric(port, "analyzer_skipped_total{reason=\"tombstone\"}")
+                .await
+                .filter(|n| *n >= 1.0)
+        },
+    )
     .await;
     assert_eq!(
         metric(port, "analyzer_dead_letters_total{kind=\"decode\"}").await,
