@@ -266,4 +266,23 @@ mod tests {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn transient_read_errors_are_told_from_permanent_ones() {
+        let os = |code| FileError::Unreadable(io::Error::from_raw_os_error(code));
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EIO,
+            libc::EAGAIN,
+            libc::ESTALE,
+        ] {
+            assert!(os(code).is_transient(), "{code}");
+        }
+        for code in [libc::EACCES, libc::EISDIR] {
+            assert!(!os(code).is_transient(), "{code}");
+        }
+        assert!(!FileError::Missing("x".into()).is_transient());
+        assert!(!FileError::Refused("x".into()).is_transient());
+    }
 }

@@ -437,3 +437,85 @@ impl Assets {
         outputs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus;
+    use crate::resolve::AssetRoot;
+
+    fn input(i: u32) -> AssetInput {
+        AssetInput {
+            id: Uuid::from_u128(u128::from(i)),
+            file_path: "/t/".into(),
+            file_name: format!("{i}.png"),
+            stored_width: None,
+            stored_height: None,
+            position: (1, u64::from(i)),
+        }
+    }
+
+    fn assets(dir: &std::path::Path, timeout: Duration) -> Assets {
+        let registry = prometheus::Registry::new();
+        Assets {
+            // Never connected: probing does not touch the database.
+            pool: PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
+            probe_pool: Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap(),
+            ),
+            slots: Arc::new(Semaphore::new(16)),
+            settings: Arc::new(Settings {
+                root: AssetRoot::new(dir).unwrap(),
+                max_file_bytes: 1 << 26,
+                max_pixels: 1 << 26,
+            }),
+            file_timeout: timeout,
+            metrics: Metrics::register(&registry).unwrap(),
+            cdc_topic: "t".into(),
+        }
+    }
+
+    /// Eight files queued at once on one probing thread: the last waits for seven others,
+    /// several times its timeout, and still is not timed out, because only its own work
+    /// counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_file_timeout_measures_work_not_waiting_in_the_queue() {
+        let dir = std::env::temp_dir().join(format!("asset-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        for i in 0..8 {
+            std::fs::write(
+                dir.join(format!("t/{i}.png")),
+                corpus::png_rgb8(700, 700, i),
+            )
+            .unwrap();
+        }
+        let warm = assets(&dir, Duration::from_secs(600));
+        warm.probe(input(0)).await.result.unwrap();
+        let started = Instant::now();
+        warm.probe(input(1)).await.result.unwrap();
+        let one = started.elapsed();
+
+        let timeout = one * 3;
+        let assets = assets(&dir, timeout);
+        let started = Instant::now();
+        let outcomes = futures::future::join_all((0..8).map(|i| assets.probe(input(i)))).await;
+        let total = started.elapsed();
+        assert!(
+            total > timeout * 2,
+            "the queue should take longer than the timeout ({total:?} vs {timeout:?})"
+        );
+        for outcome in outcomes {
+            assert!(
+                outcome.result.is_ok(),
+                "{} timed out after waiting in the queue: {:?}",
+                outcome.input.file_name,
+                outcome.result.err()
+            );
+        }
+        assert_eq!(assets.metrics.queue_depth.get(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

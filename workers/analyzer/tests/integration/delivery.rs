@@ -479,3 +479,40 @@ async fn rows_the_analyzer_cannot_process_never_stay_pending() {
     analyzer.wait().unwrap();
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_ends_the_analyzer_within_its_shutdown_timeout_while_the_broker_is_frozen() {
+    let broker = PrivateBroker::start();
+    let stack = stack_on(&broker, "sigterm").await;
+    let mut analyzer = stack.analyzer_process_with(
+        &unique_name("analyzers"),
+        free_port(),
+        &["--shutdown-timeout", "3s", "--batch-size", "100"],
+        &[],
+    );
+    stack.insert(&births(15, 100)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+    // Work in hand, and a broker that answers nothing: publishes and commits hang.
+    stack.insert(&births(16, 2_000)).await;
+    wait_for("the backlog to start", Duration::from_secs(60), || async {
+        let done = count(
+            &stack,
+            "SELECT count(*) FROM saju_profiles WHERE analysis_status <> 'pending'",
+        )
+        .await;
+        (done > 150).then_some(())
+    })
+    .await;
+    broker.pause();
+    let started = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &analyzer.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // --shutdown-timeout, then at most the 15 s exit grace.
+    let status = wait_exit(&mut analyzer, Duration::from_secs(3 + 15 + 5));
+    eprintln!("exited {status} after {:?}", started.elapsed());
+    broker.resume();
+    stack.stop().await;
+}
