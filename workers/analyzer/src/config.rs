@@ -34,9 +34,9 @@ pub struct Config {
     )]
     pub batch_size: usize,
 
-    /// Batches written at once, each in one statement on its own connection (batches that
-    /// share a profile are written one after the other). Offsets are still committed in
-    /// batch order.
+    /// Batches written at once, each in one statement on its own connection. A profile held
+    /// by another batch or by an application transaction is not waited for: it is written
+    /// again a few milliseconds later. Events are still published in batch order.
     #[arg(
         long = "write-concurrency",
         env = "ANALYZER_WRITE_CONCURRENCY",

@@ -699,7 +699,7 @@ async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dea
             std::time::Instant::now() < deadline,
             "the fault point never fired"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!status.success());
     let written: i64 = sqlx::query_scalar(

@@ -90,17 +90,18 @@ pub async fn assert_every_row_has_its_event(stack: &Stack, ids: &[Uuid]) {
     }
 }
 
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + timeout;
+/// Waits for `child` to exit, without blocking the runtime (the test's CDC reader runs on it).
+async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "the process did not exit"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -127,7 +128,7 @@ async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dea
         &[],
         &[("PIPELINE_FAULT", "abort-after-write")],
     );
-    let status = wait_exit(&mut crashing, Duration::from_secs(120));
+    let status = wait_exit(&mut crashing, Duration::from_secs(120)).await;
     assert!(!status.success(), "the fault point aborts the process");
     let written = count(
         &stack,
@@ -511,7 +512,7 @@ async fn sigterm_ends_the_analyzer_within_its_shutdown_timeout_while_the_broker_
         .unwrap();
     assert!(ok.success());
     // --shutdown-timeout, then at most the 15 s exit grace.
-    let status = wait_exit(&mut analyzer, Duration::from_secs(3 + 15 + 5));
+    let status = wait_exit(&mut analyzer, Duration::from_secs(3 + 15 + 5)).await;
     eprintln!("exited {status} after {:?}", started.elapsed());
     broker.resume();
     stack.stop().await;
