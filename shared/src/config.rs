@@ -111,7 +111,7 @@ pub struct ConsumerArgs {
 
     /// Unfinished messages at most; beyond it consumption pauses (the group membership stays
     /// alive) until half of them are finished. Default: four batches' worth for the analyzer,
-    /// four times `--queue-depth` for the asset worker.
+    /// `--queue-depth` plus two batches for the asset worker.
     #[arg(long = "max-in-flight", env = "MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 

@@ -85,10 +85,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     settings.batch_size = config.batch_size;
     settings.flush_interval = config.flush_interval;
     settings.prepare_concurrency = config.queue_depth;
+    // Files being probed, plus two batches' worth waiting for or in their write.
     settings.max_in_flight = config
         .consumer
         .max_in_flight
-        .unwrap_or(config.queue_depth.saturating_mul(4).max(config.batch_size));
+        .unwrap_or(config.queue_depth + 2 * config.batch_size);
     settings.shutdown_timeout = config.consumer.shutdown_timeout;
     settings.max_message_bytes = config.kafka.max_message_bytes();
     let assets = Arc::new(step::Assets {
