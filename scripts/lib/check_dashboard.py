@@ -18,8 +18,10 @@
                                                NaN), a query fails, or a marked panel has data
 """
 
+import glob
 import json
 import math
+import os
 import re
 import socket
 import struct
@@ -211,16 +213,37 @@ def finite_values(data):
     return len(data["result"]) if data["resultType"] == "vector" else 1, [v for v in values if math.isfinite(v)]
 
 
+def provisioned_datasources():
+    """Datasource uids of the repository's deploy/grafana/provisioning/datasources/*.yml."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    uids = set()
+    for name in glob.glob(os.path.join(repo, "deploy", "grafana", "provisioning", "datasources", "*.y*ml")):
+        with open(name) as f:
+            uids.update(re.findall(r"^\s*uid:\s*['\"]?([\w-]+)", f.read(), re.M))
+    return uids
+
+
 def check_panels(path, prom_url, timeout):
     with open(path) as f:
         dashboard = json.load(f)
     variables = template_variables(dashboard)
     problems = []
     targets = []
+    # What Grafana's file provisioning needs: a uid, unique panel ids, the provisioned datasource.
+    datasources = provisioned_datasources()
+    ids = [panel.get("id") for panel in panels_of(dashboard)]
+    if not dashboard.get("uid"):
+        problems.append("the dashboard has no uid")
+    if None in ids or len(ids) != len(set(ids)):
+        problems.append(f"panel ids missing or repeated: {ids}")
     for panel in panels_of(dashboard):
         if panel.get("type") == "row":
             continue
         title = panel.get("title", f"panel {panel.get('id')}")
+        for source in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]:
+            uid = (source or {}).get("uid")
+            if datasources and uid not in datasources:
+                problems.append(f"{title}: datasource {uid!r} is not provisioned ({', '.join(sorted(datasources))})")
         redpanda_only = title.endswith(REDPANDA_ONLY)
         if redpanda_only and "redpanda" not in panel.get("description", "").lower():
             problems.append(f"{title}: marked {REDPANDA_ONLY} but its description does not say why")
@@ -263,7 +286,7 @@ def check_panels(path, prom_url, timeout):
             verdict = "ok"
         print(f"{title[:52]:<52} {ref:<3} {series:>6} {top:>12}  {verdict}")
         if error or (not redpanda_only and not values):
-            problems.append(f"{title} [{ref}] returned {'an error: ' + error if error else 'nothing'}: {expr}")
+            problems.append(f"{title} [{ref}] {verdict[len('FAIL: '):]}: {expr}")
         elif redpanda_only and series:
             problems.append(f"{title} [{ref}] returns data without Redpanda: it is not {REDPANDA_ONLY}")
     if problems:
