@@ -185,6 +185,14 @@ pub struct Config {
     #[arg(long = "reconnect-backoff-max", env = "CDC_RECONNECT_BACKOFF_MAX", default_value = "5s", value_parser = parse_duration)]
     pub reconnect_backoff_max: Duration,
 
+    /// Longest time messages may stay in flight with no acknowledgement at all while the
+    /// broker answers (its state was lost, a topic was recreated, the producer is wedged):
+    /// past it the producer is recreated and the session resends from the confirmed position.
+    /// While the broker does not answer at all, the reader waits instead (an outage costs a
+    /// pause). `cdc_producer_stalled` is 1 meanwhile.
+    #[arg(long = "ack-stall-timeout", env = "CDC_ACK_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub ack_stall_timeout: Duration,
+
     /// How long a graceful shutdown waits for the broker to acknowledge what is in flight.
     #[arg(long = "shutdown-timeout", env = "CDC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

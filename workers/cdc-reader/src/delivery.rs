@@ -48,8 +48,13 @@ struct State {
     failure: Option<String>,
     /// A broker acknowledgement that went backwards (see [`Error::AckRegression`]).
     regression: Option<String>,
+    /// The producer failed fatally (see [`Error::ProducerLost`]).
+    broken: Option<String>,
     /// Offset of the last acknowledgement per topic and partition.
     last_offsets: HashMap<String, HashMap<i32, i64>>,
+    /// When the last delivery report came, or the first message after an idle spell was
+    /// sent: how long acknowledgements have been awaited.
+    last_progress: Option<Instant>,
 }
 
 impl State {
@@ -102,6 +107,9 @@ enum Fault {
     Refused(String),
     /// The broker acknowledged it at an offset it had already used.
     Lost(String),
+    /// The producer failed fatally, or purged it after such a failure: it was never
+    /// delivered, and the producer must be replaced.
+    Broken(String),
 }
 
 /// Transactions in flight and the position that may be confirmed.
@@ -115,6 +123,9 @@ pub struct Tracker {
     progress: Notify,
     low_water: u64,
     metrics: Metrics,
+    /// The producer generation whose reports count; bumped by [`Tracker::reset`], so a
+    /// replaced producer's late reports are ignored.
+    generation: AtomicU64,
 }
 
 impl Tracker {
@@ -126,6 +137,7 @@ impl Tracker {
             progress: Notify::new(),
             low_water: max_in_flight / 2,
             metrics,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -163,6 +175,46 @@ impl Tracker {
     pub fn sent(&self) {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.metrics.in_flight.set(now as i64);
+        if now == 1 {
+            self.lock().last_progress = Some(Instant::now());
+        }
+    }
+
+    /// How long messages have been in flight with no delivery report at all; `None` while
+    /// nothing is in flight.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        if self.in_flight() == 0 {
+            return None;
+        }
+        Some(
+            self.lock()
+                .last_progress
+                .map_or(Duration::ZERO, |at| at.elapsed()),
+        )
+    }
+
+    /// Forgets every message in flight and every open transaction, for a producer that is
+    /// being replaced: its reports no longer count, and a new session sends everything after
+    /// the confirmed position again. The confirmed position stays.
+    pub fn reset(&self) {
+        let mut state = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let len = state.txs.len() as u64;
+        state.txs.clear();
+        state.front_seq += len;
+        state.failure = None;
+        state.regression = None;
+        state.broken = None;
+        state.last_offsets.clear();
+        state.last_progress = None;
+        self.in_flight.store(0, Ordering::SeqCst);
+        self.metrics.in_flight.set(0);
+        drop(state);
+        self.progress.notify_one();
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Records a message the producer never took (it was not counted by the transaction).
@@ -176,8 +228,15 @@ impl Tracker {
         self.settle(state, seq, result.map_err(Fault::Refused));
     }
 
+    /// A delivery report of a message the producer could not deliver because it failed.
+    fn broken(&self, seq: TxSeq, reason: String) {
+        let state = self.lock();
+        self.settle(state, seq, Err(Fault::Broken(reason)));
+    }
+
     /// Records the outcome of one message of `seq` (under the lock the caller took).
     fn settle(&self, mut state: MutexGuard<'_, State>, seq: TxSeq, result: Result<(), Fault>) {
+        state.last_progress = Some(Instant::now());
         let left = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
         self.metrics.in_flight.set(left as i64);
         let mut wake = left == self.low_water || left == 0;
@@ -195,6 +254,13 @@ impl Tracker {
             Err(Fault::Refused(reason)) => {
                 self.metrics.delivery_failures.inc();
                 state.failure.get_or_insert(reason);
+                wake = true;
+            }
+            Err(Fault::Broken(reason)) => {
+                if state.broken.is_none() {
+                    tracing::error!(%reason, "the producer failed; it will be replaced and the changes sent again");
+                }
+                state.broken.get_or_insert(reason);
                 wake = true;
             }
             Err(Fault::Lost(reason)) => {
@@ -256,6 +322,9 @@ impl Tracker {
         if let Some(reason) = &state.failure {
             return Some(Error::Delivery(reason.clone()));
         }
+        if let Some(reason) = &state.broken {
+            return Some(Error::ProducerLost(reason.clone()));
+        }
         state.regression.clone().map(Error::AckRegression)
     }
 
@@ -292,6 +361,8 @@ pub struct InFlight {
 #[derive(Debug)]
 pub struct DeliveryContext {
     tracker: Arc<Tracker>,
+    /// The tracker generation this producer belongs to.
+    generation: u64,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -300,6 +371,10 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
     type DeliveryOpaque = Box<InFlight>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        if self.generation != self.tracker.generation() {
+            // A replaced producer's report (purged or late): the tracker forgot its messages.
+            return;
+        }
         self.tracker
             .metrics
             .produce_latency
@@ -318,6 +393,10 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
                 );
                 return;
             }
+            Err((e, _)) if producer_failed(e) => {
+                self.tracker.broken(opaque.tx, e.to_string());
+                return;
+            }
             Err((e, _)) => {
                 tracing::error!(error = %e, "the broker did not accept a message");
                 Err(e.to_string())
@@ -325,6 +404,26 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
         };
         self.tracker.delivered(opaque.tx, outcome);
     }
+}
+
+/// Whether a delivery error means the producer itself cannot go on (its idempotence state
+/// is gone on the broker, it was fenced, or it purged its queues after such a failure): the
+/// message was not refused for what it is, and a new producer will deliver it.
+fn producer_failed(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::PurgeInflight
+                | RDKafkaErrorCode::MessageTimedOut
+        )
+    )
 }
 
 /// Logs where the broker put one message (`cdc_reader::delivery=trace`): enough to tell,
@@ -411,9 +510,14 @@ fn oversized_letter(topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Vec<u8> 
     .into_bytes()
 }
 
-/// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`].
+/// The producer type of the reader.
+type ReaderProducer = ThreadedProducer<DeliveryContext>;
+
+/// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`]; replaced by a new
+/// one when its acknowledgements stop ([`Publisher::reset`]).
 pub struct Publisher {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Mutex<Arc<ReaderProducer>>,
+    config: rdkafka::ClientConfig,
     tracker: Arc<Tracker>,
 }
 
@@ -460,11 +564,60 @@ impl Publisher {
         metrics: Metrics,
     ) -> Result<Self, KafkaError> {
         let tracker = Arc::new(Tracker::new(max_in_flight, metrics));
+        let config = producer_settings(kafka, max_in_flight);
+        let producer = Self::create(&config, &tracker)?;
+        Ok(Self {
+            producer: Mutex::new(Arc::new(producer)),
+            config,
+            tracker,
+        })
+    }
+
+    fn create(
+        config: &rdkafka::ClientConfig,
+        tracker: &Arc<Tracker>,
+    ) -> Result<ReaderProducer, KafkaError> {
         let context = DeliveryContext {
             tracker: tracker.clone(),
+            generation: tracker.generation(),
         };
-        let producer = producer_settings(kafka, max_in_flight).create_with_context(context)?;
-        Ok(Self { producer, tracker })
+        config.create_with_context(context)
+    }
+
+    fn current(&self) -> Arc<ReaderProducer> {
+        self.producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the producer with a new one (a new producer id, empty queues) and forgets
+    /// what was in flight: the next session resends everything after the confirmed position.
+    /// The old producer is dropped on a thread of its own (dropping purges and flushes).
+    pub fn reset(&self) -> Result<(), KafkaError> {
+        self.tracker.reset();
+        let fresh = Arc::new(Self::create(&self.config, &self.tracker)?);
+        let old = std::mem::replace(
+            &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        self.tracker.metrics.producer_resets.inc();
+        std::thread::spawn(move || drop(old));
+        Ok(())
+    }
+
+    /// Whether the broker answers a metadata request within 5 s (telling an outage, to be
+    /// waited out, from a producer whose acknowledgements stopped).
+    pub async fn broker_answers(&self) -> bool {
+        let producer = self.current();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(5))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// The tracker fed by this producer.
@@ -526,8 +679,9 @@ impl Publisher {
     /// Hands `record` to librdkafka, waiting while its local queue is full; any other refusal
     /// comes back with the record.
     async fn enqueue<'r>(&self, mut record: Record<'r>) -> Result<(), (KafkaError, Record<'r>)> {
+        let producer = self.current();
         loop {
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -554,11 +708,10 @@ impl Publisher {
 
     /// Partition count of a topic, from the broker's metadata.
     pub async fn partitions(self: &Arc<Self>, topic: &str) -> Result<i32, KafkaError> {
-        let this = self.clone();
+        let producer = self.current();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let metadata = this
-                .producer
+            let metadata = producer
                 .client()
                 .fetch_metadata(Some(&topic), Duration::from_secs(30))?;
             let count = metadata

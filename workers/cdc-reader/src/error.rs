@@ -47,6 +47,13 @@ pub enum Error {
     #[error("the broker's acknowledgements went backwards: {0}")]
     AckRegression(String),
 
+    /// The producer cannot deliver any more: its acknowledgements stopped for
+    /// `--ack-stall-timeout` while the broker answered, or it failed fatally (the broker lost
+    /// its idempotence state: unknown producer id, sequence out of order). The producer is
+    /// recreated and a new session sends everything unconfirmed again.
+    #[error("the producer must be replaced: {0}")]
+    ProducerLost(String),
+
     /// wal2json sent something the reader does not understand. Skipping it would lose a
     /// change, so the reader stops without confirming it.
     #[error("undecodable wal2json message at {lsn}: {reason}")]
@@ -77,7 +84,10 @@ impl Error {
         match self {
             Error::Replication { source, .. } => source.is_retryable(),
             Error::Database { source, .. } => !matches!(source, sqlx::Error::Configuration(_)),
-            Error::Kafka { .. } | Error::LeadershipLost | Error::AckRegression(_) => true,
+            Error::Kafka { .. }
+            | Error::LeadershipLost
+            | Error::AckRegression(_)
+            | Error::ProducerLost(_) => true,
             Error::Config(_)
             | Error::Delivery(_)
             | Error::Decode { .. }

@@ -225,7 +225,15 @@ impl Reader {
                     };
                     let backoff = backoff(failures, self.config.reconnect_backoff_max);
                     tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "replication session failed; restarting from the slot");
-                    self.settle().await?;
+                    if matches!(e, Error::ProducerLost(_)) {
+                        // Its acknowledgements will not come: start over with a new producer.
+                        self.publisher
+                            .reset()
+                            .map_err(Error::kafka("recreating the producer"))?;
+                        self.metrics.producer_stalled.set(0);
+                    } else {
+                        self.settle().await?;
+                    }
                     if !self.shutdown.sleep(backoff).await {
                         return Ok(());
                     }
@@ -255,6 +263,10 @@ impl Reader {
     /// One session as leader: prepare the slot (and snapshot), then stream.
     async fn lead(&self, lost: &CancellationToken) -> Result<SessionEnd, Error> {
         let slot = &self.config.slot;
+        // A broker that came back empty has lost the topics too: create what is missing.
+        shared::kafka::ensure_topics(&self.config.kafka, &topic_specs(&self.config, &self.routes))
+            .await
+            .map_err(Error::kafka("creating topics"))?;
         let mut conn =
             ReplicationConnection::connect(&self.params, self.config.postgres.connect_timeout)
                 .await
@@ -281,6 +293,7 @@ impl Reader {
             tombstones: self.config.tombstones,
             stop_at: self.config.stop_at_lsn,
             shutdown_timeout: self.config.shutdown_timeout,
+            ack_stall_timeout: self.config.ack_stall_timeout,
         };
         replication::stream(
             &mut conn,
@@ -288,6 +301,7 @@ impl Reader {
             &self.publisher,
             &params,
             &self.metrics,
+            &self.health,
             &self.shutdown,
             lost,
         )

@@ -47,6 +47,11 @@ pub const ACK_REGRESSIONS_TOTAL: &str = "cdc_ack_offset_regressions_total";
 /// topic's `.dlq` topic instead (naming the row and position).
 pub const OVERSIZED_TOTAL: &str = "cdc_oversized_events_total";
 
+/// 1 while messages are in flight and none was acknowledged for `--ack-stall-timeout`.
+pub const PRODUCER_STALLED: &str = "cdc_producer_stalled";
+/// Producers recreated because their acknowledgements had stopped while the broker answered.
+pub const PRODUCER_RESETS_TOTAL: &str = "cdc_producer_resets_total";
+
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
 /// Label: op code (c/u/d/r/t).
@@ -91,6 +96,10 @@ pub struct Metrics {
     pub ack_regressions: IntCounter,
     /// [`OVERSIZED_TOTAL`]
     pub oversized: IntCounter,
+    /// [`PRODUCER_STALLED`]
+    pub producer_stalled: IntGauge,
+    /// [`PRODUCER_RESETS_TOTAL`]
+    pub producer_resets: IntCounter,
 }
 
 impl Metrics {
@@ -178,7 +187,17 @@ impl Metrics {
                 ACK_REGRESSIONS_TOTAL,
                 "Acknowledgements at an offset not after the partition's previous one (the broker lost acknowledged messages; they are sent again).",
             )?,
+            producer_stalled: IntGauge::new(
+                PRODUCER_STALLED,
+                "1 while messages are in flight and none was acknowledged for --ack-stall-timeout.",
+            )?,
+            producer_resets: IntCounter::new(
+                PRODUCER_RESETS_TOTAL,
+                "Producers recreated because their acknowledgements stopped while the broker answered.",
+            )?,
         };
+        registry.register(Box::new(m.producer_stalled.clone()))?;
+        registry.register(Box::new(m.producer_resets.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.produced_bytes.clone()))?;
         registry.register(Box::new(m.wal_bytes.clone()))?;

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use shared::envelope::{format_lsn, Op};
+use shared::health::Health;
 use shared::shutdown::Shutdown;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,9 @@ pub struct StreamParams {
     pub stop_at: Option<u64>,
     /// Drain deadline on shutdown.
     pub shutdown_timeout: Duration,
+    /// In flight with no acknowledgement this long, while the broker answers: the producer
+    /// is replaced (see [`Error::ProducerLost`]).
+    pub ack_stall_timeout: Duration,
 }
 
 /// Why a session ended without error.
@@ -79,15 +83,20 @@ struct Session<'a> {
     reply_requested: bool,
     /// Reused scan of row messages (the hot path).
     raw: RawRow,
+    health: &'a Health,
+    /// When the broker was last asked whether it answers, while acknowledgements stall.
+    last_probe: Option<std::time::Instant>,
 }
 
 /// Starts replication on `conn` and streams until shutdown, `stop_at`, or an error.
+#[allow(clippy::too_many_arguments)]
 pub async fn stream(
     conn: &mut ReplicationConnection,
     routes: &Routes,
     publisher: &Publisher,
     params: &StreamParams,
     metrics: &Metrics,
+    health: &Health,
     shutdown: &Shutdown,
     lost: &CancellationToken,
 ) -> Result<SessionEnd, Error> {
@@ -106,6 +115,8 @@ pub async fn stream(
         value: Vec::with_capacity(4096),
         reply_requested: false,
         raw: RawRow::default(),
+        health,
+        last_probe: None,
     };
     session.run(shutdown, lost).await
 }
@@ -118,6 +129,8 @@ impl Session<'_> {
     ) -> Result<SessionEnd, Error> {
         let mut status_tick = tokio::time::interval(self.params.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stall_tick = tokio::time::interval(Duration::from_secs(1));
+        stall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let tracker = self.publisher.tracker().clone();
         loop {
             // Handle what is already buffered, as long as there is room in flight.
@@ -168,11 +181,68 @@ impl Session<'_> {
                 _ = lost.cancelled() => return Err(Error::LeadershipLost),
                 _ = tracker.progressed() => {}
                 _ = status_tick.tick() => self.send_status().await?,
+                _ = stall_tick.tick() => self.check_stall().await?,
                 read = self.conn.fill(), if room => {
                     read.map_err(Error::wire("reading the replication stream"))?;
                 }
             }
         }
+    }
+
+    /// Messages in flight and no acknowledgement for `ack_stall_timeout`: if the broker
+    /// answers, its acknowledgements will not come (it lost the producer's state, a topic was
+    /// recreated): end the session so that the producer is replaced. If it does not answer,
+    /// it is an outage: keep waiting, the replication connection stays up.
+    async fn check_stall(&mut self) -> Result<(), Error> {
+        let tracker = self.publisher.tracker();
+        let Some(waited) = tracker
+            .stalled_for()
+            .filter(|w| *w >= self.params.ack_stall_timeout)
+        else {
+            if self.metrics.producer_stalled.get() != 0 {
+                self.metrics.producer_stalled.set(0);
+                self.health.set(
+                    "replication",
+                    true,
+                    format!("streaming slot {}", self.params.slot),
+                );
+            }
+            return Ok(());
+        };
+        self.metrics.producer_stalled.set(1);
+        self.health.set(
+            "replication",
+            false,
+            format!(
+                "{} messages unacknowledged for {}s",
+                tracker.in_flight(),
+                waited.as_secs()
+            ),
+        );
+        if self
+            .last_probe
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(5))
+        {
+            return Ok(());
+        }
+        self.last_probe = Some(std::time::Instant::now());
+        if self.publisher.broker_answers().await {
+            tracing::error!(
+                in_flight = tracker.in_flight(),
+                ?waited,
+                "no acknowledgement although the broker answers; replacing the producer"
+            );
+            return Err(Error::ProducerLost(format!(
+                "no acknowledgement for {}s although the broker answers",
+                waited.as_secs()
+            )));
+        }
+        tracing::warn!(
+            in_flight = tracker.in_flight(),
+            ?waited,
+            "the broker does not answer; waiting for it"
+        );
+        Ok(())
     }
 
     async fn handle(&mut self, body: bytes::Bytes) -> Result<(), Error> {

@@ -298,3 +298,118 @@ fn explain_missing(
     }
     report
 }
+
+/// The in-memory broker restarts mid-stream and comes back empty (topics, offsets and the
+/// producer's idempotence state gone) while changes keep being committed. The reader must not
+/// wedge: its acknowledgements stop although the broker answers, so within
+/// `--ack-stall-timeout` it replaces its producer, recreates its topics and resends everything
+/// after the confirmed position. Every change not confirmed before the restart, and every
+/// change after it, ends up in the topics; `cdc_producer_resets_total` says it happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_back_empty_is_detected_and_everything_unconfirmed_is_resent() {
+    let env = TestEnv::get();
+    let mut broker = PrivateBroker::start();
+    let brokers = broker.brokers();
+    let db = env.database("cdc_broker_empty").await;
+    let pool = db.pool.clone();
+    let slot = unique_name("cdc_slot");
+    let prefix = unique_name("cdct");
+    let log = std::env::temp_dir().join(format!("{slot}.log"));
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut reader = Spawned::start(
+        &db.url,
+        &brokers,
+        &slot,
+        &prefix,
+        &[
+            "--snapshot",
+            "never",
+            "--ack-stall-timeout",
+            "5s",
+            "--metrics-addr",
+            &metrics_addr,
+            "--log",
+            "info,cdc_reader::delivery=trace",
+        ],
+        log.to_str().unwrap(),
+    );
+    wait_streaming(&pool, &slot, "slot streaming", Duration::from_secs(60)).await;
+    let (reference, workload) =
+        start_workload(&pool, &db.url, &slot, Duration::from_secs(60)).await;
+
+    // What the old broker acknowledged is lost with it (memory storage); once it is down
+    // nothing more is acknowledged, and after two status intervals the slot shows where the
+    // reader had got. Everything after that must reach the new broker.
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let confirmed_before = confirmed_flush(&pool, &slot).await.unwrap_or(0);
+    broker.relaunch();
+    let restarted = reference.changes(&pool).await.len();
+    reference
+        .wait_beyond(
+            &pool,
+            restarted,
+            "changes committed after the restart",
+            Duration::from_secs(60),
+        )
+        .await;
+    workload.stop().await;
+    let end = current_wal_lsn(&pool).await;
+    wait_confirmed(
+        &pool,
+        &slot,
+        "the slot confirmed past the restart",
+        Duration::from_secs(120),
+        |l| l >= end,
+    )
+    .await;
+    let expected: std::collections::BTreeSet<_> = reference
+        .changes(&pool)
+        .await
+        .into_iter()
+        .filter(|(_, _, lsn)| *lsn > confirmed_before)
+        .collect();
+    let mut read = TopicReader::new(&brokers, &topics(&prefix)).await;
+    let seen = read
+        .read_until_seen(&expected, Duration::from_secs(120))
+        .await;
+    if !expected.is_subset(&seen) {
+        eprintln!("{}", explain_missing(&expected, &seen, &read.records, &log));
+    }
+    assert_none_missing(&expected, &seen);
+    let resets = scrape(&metrics_addr, "cdc_producer_resets_total");
+    assert!(
+        resets >= 1.0,
+        "the wedged producer was replaced (log: {})",
+        log.display()
+    );
+    assert!(
+        reader.child.try_wait().expect("reader status").is_none(),
+        "the reader exited; log: {}",
+        log.display()
+    );
+    eprintln!(
+        "{} changes not confirmed before the restart or after it, none missing; {resets} producer reset(s)",
+        expected.len()
+    );
+    assert!(reader.terminate().success());
+    reference.drop(&pool).await;
+    drop_slot(&pool, &slot).await;
+    db.drop_database().await;
+}
+
+/// The value of a metric on a `/metrics` endpoint (0 when absent or unreachable).
+fn scrape(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}

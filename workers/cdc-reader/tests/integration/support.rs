@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use shared::testkit::private::{PrivateBroker, PrivateCluster, PrivateS3};
+pub use shared::testkit::private::{free_port, PrivateBroker, PrivateCluster, PrivateS3};
 pub use shared::testkit::TestEnv;
 
 /// The wal2json options the reader uses, for the reference slot.
@@ -36,7 +36,7 @@ fn reader_args<'a>(
     brokers: &'a str,
     slot: &'a str,
     prefix: &'a str,
-) -> [&'a str; 14] {
+) -> [&'a str; 12] {
     [
         "--database-url",
         url,
@@ -46,8 +46,6 @@ fn reader_args<'a>(
         prefix,
         "--slot",
         slot,
-        "--metrics-addr",
-        "127.0.0.1:0",
         "--status-interval",
         "1s",
         "--topic-partitions",
@@ -55,11 +53,21 @@ fn reader_args<'a>(
     ]
 }
 
+/// `--metrics-addr 127.0.0.1:0` unless `extra` names an address.
+fn default_metrics_addr(extra: &[&str]) -> Vec<&'static str> {
+    if extra.contains(&"--metrics-addr") {
+        Vec::new()
+    } else {
+        vec!["--metrics-addr", "127.0.0.1:0"]
+    }
+}
+
 /// Reader settings for a test: its own slot and topic prefix, fast intervals.
 pub fn config(url: &str, brokers: &str, slot: &str, prefix: &str, extra: &[&str]) -> Config {
     let mut args: Vec<String> = std::iter::once("cdc-reader")
         .chain(reader_args(url, brokers, slot, prefix))
         .chain(["--slot-poll-interval", "1s"])
+        .chain(default_metrics_addr(extra))
         .map(str::to_owned)
         .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -124,6 +132,7 @@ impl Spawned {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .args(reader_args(url, brokers, slot, prefix))
+            .args(default_metrics_addr(extra))
             .args(["--log-format", "json"])
             .args(extra)
             .stdout(Stdio::null())
