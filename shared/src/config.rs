@@ -2,13 +2,18 @@
 //!
 //! Every flag is also read from an environment variable (named in `--help`), so the same binary
 //! is configured by flags on a terminal and by env vars under systemd, Docker or `scripts/up`.
-//! Values that may hold secrets (the database URL) never appear in `Debug` output or logs.
+//! Values that may hold secrets (the database URL, the librdkafka properties) never appear in
+//! `--help`, in `Debug` output, in error messages or in logs.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
+use rdkafka::types::RDKafkaConfRes;
 
 use crate::redact::redact_url;
 
@@ -46,7 +51,7 @@ impl fmt::Debug for PostgresArgs {
 }
 
 /// How to reach the Kafka-compatible broker.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct KafkaArgs {
     /// Comma-separated bootstrap brokers (`host:port,...`).
     #[arg(
@@ -61,10 +66,112 @@ pub struct KafkaArgs {
     pub topic_prefix: String,
 
     /// Extra librdkafka properties, `key=value` (repeatable; env: comma-separated), e.g.
-    /// `security.protocol=SASL_SSL`. Applied last, so they override the defaults.
-    /// Values are never printed (`--help` included): they may hold credentials.
-    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ',', value_parser = parse_key_value)]
+    /// `security.protocol=SASL_PLAINTEXT`. Applied last, so they override the defaults.
+    /// librdkafka is built without OpenSSL here: no TLS to the broker, SASL is PLAIN only.
+    /// Values are never printed (`--help` and error messages included): they may hold
+    /// credentials. Unknown properties and invalid values are refused at start-up.
+    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ',', value_parser = KafkaPropertyParser)]
     pub properties: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: Vec<String> = self
+            .properties
+            .iter()
+            .map(|(key, _)| format!("{key}=<redacted>"))
+            .collect();
+        f.debug_struct("KafkaArgs")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Parses one `--kafka-property` item and checks it with librdkafka, without ever echoing it:
+/// clap's own "invalid value" error repeats the raw argument, and librdkafka's repeats the
+/// value, either of which may be a password (or a piece of one split at a comma).
+#[derive(Clone, Copy, Debug)]
+struct KafkaPropertyParser;
+
+impl TypedValueParser for KafkaPropertyParser {
+    type Value = (String, String);
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |reason: String| {
+            let message = format!(
+                "invalid --kafka-property / KAFKA_PROPERTIES: {reason} (values are not shown; \
+                 the env var is split at every comma)\n"
+            );
+            clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("an item is not UTF-8".into()))?;
+        let (key, value) = parse_key_value(text).map_err(refuse)?;
+        check_kafka_property(&key, &value).map_err(refuse)?;
+        Ok((key, value))
+    }
+}
+
+/// Asks librdkafka whether `key` is a property it knows and `value` a valid value for it.
+/// The error names the key only when it has the shape of a property name (a stray piece of a
+/// value that contained a comma does not), and repeats librdkafka's reason only with the value
+/// cut out of it.
+fn check_kafka_property(key: &str, value: &str) -> Result<(), String> {
+    use rdkafka::error::KafkaError;
+    let mut config = rdkafka::ClientConfig::new();
+    config.set(key, value);
+    match config.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => {
+            Err(if looks_like_property_name(key) {
+                format!("librdkafka has no property `{key}`")
+            } else {
+                "an item names no librdkafka property".to_owned()
+            })
+        }
+        Err(KafkaError::ClientConfig(_, reason, ..)) => Err(match without_value(&reason, value) {
+            Some(reason) => format!("librdkafka refuses the value of `{key}`: {reason}"),
+            None => format!("librdkafka refuses the value of `{key}`"),
+        }),
+        Err(_) => Err(format!("librdkafka refuses the value of `{key}`")),
+    }
+}
+
+/// `text` with `value` cut out (replaced by `…`), or `None` when some of it would still
+/// show: a piece of 4 characters or more of a long value, a whole word for a short one.
+fn without_value(text: &str, value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some(text.to_owned());
+    }
+    let cut = text.replace(&format!("\"{value}\""), "\"…\"");
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 4 {
+        let shown = cut
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|word| word == value);
+        return (!shown).then_some(cut);
+    }
+    let cut = cut.replace(value, "…");
+    let leaks = chars
+        .windows(4)
+        .any(|piece| cut.contains(&piece.iter().collect::<String>()));
+    (!leaks).then_some(cut)
+}
+
+fn looks_like_property_name(key: &str) -> bool {
+    key.len() <= 64
+        && key.contains('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 impl KafkaArgs {
@@ -177,13 +284,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// Parses a `key=value` pair.
+/// Parses a `key=value` pair. The error never repeats the text: it may be a secret.
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not key=value"))?;
+        .ok_or_else(|| "an item is not key=value".to_owned())?;
     if key.trim().is_empty() {
-        return Err(format!("`{text}` has an empty key"));
+        return Err("an item has an empty key".to_owned());
     }
     Ok((key.trim().to_owned(), value.to_owned()))
 }
@@ -227,6 +334,72 @@ mod tests {
     fn listen_addr() {
         assert_eq!(parse_listen_addr(":9101").unwrap().port(), 9101);
         assert!(parse_listen_addr("nope").is_err());
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct KafkaCli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    fn kafka_cli(args: &[&str]) -> Result<KafkaCli, String> {
+        use clap::Parser;
+        let full = std::iter::once("test").chain(args.iter().copied());
+        KafkaCli::try_parse_from(full).map_err(|e| e.render().to_string())
+    }
+
+    #[test]
+    fn kafka_properties_are_checked_and_never_echoed() {
+        let ok = kafka_cli(&[
+            "--kafka-property",
+            "sasl.password=SECRET,message.max.bytes=1000",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.kafka.properties[0],
+            ("sasl.password".into(), "SECRET".into())
+        );
+        assert_eq!(ok.kafka.max_message_bytes(), 1000);
+        assert!(!format!("{ok:?}").contains("SECRET"));
+        for (arg, says) in [
+            // a password with a comma: the piece after it is not key=value
+            ("sasl.password=SEC,RET", "not key=value"),
+            ("=SECRET", "empty key"),
+            ("sasl.pasword=SECRET", "no property `sasl.pasword`"),
+            // a piece of a value split at a comma is not named
+            (
+                "sasl.password=SEC,RET=SECRET",
+                "names no librdkafka property",
+            ),
+            (
+                "security.protocol=SECRET",
+                "refuses the value of `security.protocol`: ",
+            ),
+        ] {
+            let error = kafka_cli(&["--kafka-property", arg]).unwrap_err();
+            assert!(error.contains(says), "{arg}: {error}");
+            assert!(!error.contains("SEC"), "{arg}: {error}");
+        }
+    }
+
+    #[test]
+    fn reasons_lose_the_value() {
+        let reason = r#"Invalid value "SECRET" for configuration property "security.protocol""#;
+        assert_eq!(
+            without_value(reason, "SECRET").unwrap(),
+            r#"Invalid value "…" for configuration property "security.protocol""#
+        );
+        assert_eq!(
+            without_value(r#"Invalid value "ab" for "x""#, "ab").unwrap(),
+            r#"Invalid value "…" for "x""#
+        );
+        // Shown another way than quoted: the reason is dropped.
+        assert_eq!(without_value("bad ab here", "ab"), None);
+        assert_eq!(without_value("bad SECRE here", "SECRET"), None);
+        assert_eq!(
+            without_value("not supported in this build", "SECRET").unwrap(),
+            "not supported in this build"
+        );
     }
 
     #[test]

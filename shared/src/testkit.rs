@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::config::{ConsumerArgs, KafkaArgs, PostgresArgs};
 
 pub mod private;
+pub mod secrets;
 
 /// Addresses of the test services, from the environment `scripts/test` exports.
 #[derive(Clone, Debug)]

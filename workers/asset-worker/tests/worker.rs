@@ -831,3 +831,24 @@ async fn two_workers_share_the_partitions_and_either_may_die() {
     assert!(b.wait().unwrap().success(), "clean exit after SIGTERM");
     h.finish().await;
 }
+
+/// No secret from the environment in `asset-worker --help` or any subcommand's, in the refusal
+/// of malformed `KAFKA_PROPERTIES`, or in the logs of a start-up failing on `DATABASE_URL`.
+mod secrets {
+    use shared::testkit::secrets;
+
+    const BIN: &str = env!("CARGO_BIN_EXE_asset-worker");
+
+    #[test]
+    fn help_hides_secrets() {
+        secrets::assert_help_hides_secrets(BIN, &["run", "migrate", "create-topics"]);
+    }
+
+    #[test]
+    fn errors_hide_secrets() {
+        secrets::assert_property_errors_hide_secrets(BIN, &["run"]);
+        secrets::assert_property_errors_hide_secrets(BIN, &["create-topics"]);
+        secrets::assert_database_errors_hide_secrets(BIN, &["run"]);
+        secrets::assert_database_errors_hide_secrets(BIN, &["migrate"]);
+    }
+}

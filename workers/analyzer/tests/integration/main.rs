@@ -6,6 +6,7 @@
 mod delivery;
 mod pipeline;
 mod queries;
+mod secrets;
 mod worker;
 
 use shared::testkit::TestEnv;

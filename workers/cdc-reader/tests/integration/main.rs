@@ -9,6 +9,7 @@ mod crash;
 mod idle;
 mod large;
 mod restarts;
+mod secrets;
 mod snapshot;
 mod standby;
 mod support;
