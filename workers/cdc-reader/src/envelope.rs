@@ -95,10 +95,20 @@ impl Serialize for Key<'_> {
 }
 
 /// Writes the key (the primary-key columns of `row`) into `out`. Returns false, leaving `out`
-/// empty, when the table has no primary key or `row` lacks one of its columns.
+/// empty, when `row` lacks one of its columns. A table without a primary key (captured only
+/// with `REPLICA IDENTITY FULL`) is keyed by all the columns `row` has.
 pub fn encode_key(out: &mut Vec<u8>, pk: &[PkColumn<'_>], row: &[Column<'_>]) -> bool {
     out.clear();
-    if pk.is_empty() || !pk.iter().all(|p| row.iter().any(|c| c.name == p.name)) {
+    if pk.is_empty() {
+        if row.is_empty() {
+            return false;
+        }
+        return serde_json::to_writer(&mut *out, &Row(row)).is_ok() || {
+            out.clear();
+            false
+        };
+    }
+    if !pk.iter().all(|p| row.iter().any(|c| c.name == p.name)) {
         return false;
     }
     if serde_json::to_writer(&mut *out, &Key { pk, row }).is_err() {
@@ -191,6 +201,9 @@ mod tests {
             m.columns.as_deref().unwrap()
         ));
         assert!(key.is_empty());
-        assert!(!encode_key(&mut key, &[], m.columns.as_deref().unwrap()));
+        // No primary key (REPLICA IDENTITY FULL): keyed by every column the row has.
+        assert!(encode_key(&mut key, &[], m.columns.as_deref().unwrap()));
+        assert_eq!(key, br#"{"a":1}"#);
+        assert!(!encode_key(&mut key, &[], &[]));
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Flow of one session, as leader of the slot:
 //! 1. [`leader`]: take the slot's advisory lock, or stand by until it is free.
+//!    [`capture`]: every captured table can be keyed (a primary key, or `REPLICA IDENTITY
+//!    FULL`), checked at start.
 //! 2. [`slot`]: create the slot if missing ([`connection`]'s `CREATE_REPLICATION_SLOT`,
 //!    exporting a snapshot) and copy the existing rows ([`snapshot`], `op=r`).
 //! 3. [`replication`]: `START_REPLICATION … LOGICAL` with [`wal2json`] format-version 2;
@@ -16,6 +18,7 @@
 //! from the slot (at-least-once); a message the broker refuses for good, or a wal2json message
 //! that cannot be decoded, stops the process without confirming it.
 
+pub mod capture;
 pub mod config;
 pub mod connection;
 pub mod delivery;
@@ -135,6 +138,7 @@ impl Reader {
         })
         .await?;
         health.set("postgres", true, "connected");
+        capture::check(&pool, &config.tables).await?;
 
         let mut routes = Routes::new(&config.tables, &config.kafka, &metrics);
         let specs = topic_specs(&config, &routes);

@@ -20,7 +20,7 @@ use crate::envelope::{encode_key, encode_value, Row, SourceInfo};
 use crate::error::Error;
 use crate::metrics::{lsn_gauge, Metrics};
 use crate::protocol::{status_update, ServerMessage};
-use crate::raw_row::{write_key, write_row, RawRow};
+use crate::raw_row::{write_envelope, write_key, RawRow, RawSource};
 use crate::topics::{Route, Routes};
 use crate::wal2json::Message;
 
@@ -79,6 +79,10 @@ struct Session<'a> {
     metrics: &'a Metrics,
     open: Option<OpenTx>,
     key: Vec<u8>,
+    /// The old key of an update, to tell whether the key changed.
+    old_key: Vec<u8>,
+    /// The second envelope of an update that changed the key (the create).
+    second_value: Vec<u8>,
     value: Vec<u8>,
     reply_requested: bool,
     /// Reused scan of row messages (the hot path).
@@ -112,6 +116,8 @@ pub async fn stream(
         metrics,
         open: None,
         key: Vec::with_capacity(128),
+        old_key: Vec::with_capacity(128),
+        second_value: Vec::new(),
         value: Vec::with_capacity(4096),
         reply_requested: false,
         raw: RawRow::default(),
@@ -356,6 +362,38 @@ impl Session<'_> {
         let seq = tx.seq;
         let after = message.columns.as_deref().map(Row);
         let before = message.identity.as_deref().map(Row);
+        let pk = message.pk.as_deref().unwrap_or(&[]);
+        if op == Op::Update {
+            if let Some(identity) = message.identity.as_deref() {
+                let mut old = std::mem::take(&mut self.old_key);
+                let has_new =
+                    encode_key(&mut self.key, pk, message.columns.as_deref().unwrap_or(&[]));
+                if encode_key(&mut old, pk, identity) && old != self.key {
+                    // The key changed: a delete (and tombstone) of the old key, then a create.
+                    let mut create = std::mem::take(&mut self.second_value);
+                    encode_value(
+                        &mut self.value,
+                        Op::Delete,
+                        before,
+                        None::<Row<'_>>,
+                        &source,
+                    );
+                    encode_value(&mut create, Op::Create, None::<Row<'_>>, after, &source);
+                    let sent = self.publish(route, Op::Delete, Some(&old)).await;
+                    self.old_key = old;
+                    std::mem::swap(&mut self.value, &mut create);
+                    self.second_value = create;
+                    sent?;
+                    let key = std::mem::take(&mut self.key);
+                    let sent = self
+                        .publish(route, Op::Create, has_new.then_some(&key[..]))
+                        .await;
+                    self.key = key;
+                    return sent;
+                }
+                self.old_key = old;
+            }
+        }
         encode_value(
             &mut self.value,
             op,
@@ -391,14 +429,16 @@ impl Session<'_> {
             return Ok(());
         }
 
-        let pk = message.pk.as_deref().unwrap_or(&[]);
         let key_row = if op == Op::Delete {
             message.identity.as_deref()
         } else {
             message.columns.as_deref()
         };
         let has_key = encode_key(&mut self.key, pk, key_row.unwrap_or(&[]));
-        self.publish(route, op, has_key).await
+        let key = std::mem::take(&mut self.key);
+        let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
+        self.key = key;
+        sent
     }
 
     /// A row message scanned by [`RawRow`]: the envelope is written from the message's own
@@ -428,49 +468,61 @@ impl Session<'_> {
             return Ok(());
         };
         let op = raw.op.unwrap_or(Op::Create);
-        let out = &mut self.value;
-        out.clear();
-        out.extend_from_slice(b"{\"op\":\"");
-        out.extend_from_slice(op.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"before\":");
-        if op != Op::Create && raw.has_identity {
-            write_row(out, data, &raw.identity);
-        } else {
-            out.extend_from_slice(b"null");
-        }
-        out.extend_from_slice(b",\"after\":");
-        if op != Op::Delete && raw.has_columns {
-            write_row(out, data, &raw.columns);
-        } else {
-            out.extend_from_slice(b"null");
-        }
-        let mut number = itoa::Buffer::new();
-        out.extend_from_slice(b",\"source\":{\"lsn\":");
-        out.extend_from_slice(number.format(wal_start).as_bytes());
-        out.extend_from_slice(b",\"commit_lsn\":");
-        out.extend_from_slice(number.format(tx.commit_lsn).as_bytes());
-        if let Some(xid) = tx.xid {
-            out.extend_from_slice(b",\"xid\":");
-            out.extend_from_slice(number.format(xid).as_bytes());
-        }
-        out.extend_from_slice(b",\"ts\":");
-        out.extend_from_slice(tx.ts_json.as_bytes());
-        out.extend_from_slice(b",\"schema\":\"");
-        out.extend_from_slice(schema.as_bytes());
-        out.extend_from_slice(b"\",\"table\":\"");
-        out.extend_from_slice(table.as_bytes());
-        out.extend_from_slice(b"\"}}");
+        let source = RawSource {
+            lsn: wal_start,
+            commit_lsn: tx.commit_lsn,
+            xid: tx.xid,
+            ts_json: &tx.ts_json,
+            schema,
+            table,
+        };
         let key_row = if op == Op::Delete {
             &raw.identity
         } else {
             &raw.columns
         };
         let has_key = write_key(&mut self.key, data, &raw.pk, key_row);
-        self.publish(route, op, has_key).await
+        let identity = raw.has_identity.then_some(raw.identity.as_slice());
+        let columns = raw.has_columns.then_some(raw.columns.as_slice());
+        if op == Op::Update && raw.has_identity {
+            let mut old = std::mem::take(&mut self.old_key);
+            let moved = write_key(&mut old, data, &raw.pk, &raw.identity) && old != self.key;
+            if moved {
+                // The key changed: as Debezium does, a delete (and its tombstone) of the old
+                // key, then a create of the new one.
+                let mut create = std::mem::take(&mut self.second_value);
+                write_envelope(&mut self.value, data, Op::Delete, identity, None, &source);
+                write_envelope(&mut create, data, Op::Create, None, columns, &source);
+                let sent = self.publish(route, Op::Delete, Some(&old)).await;
+                self.old_key = old;
+                std::mem::swap(&mut self.value, &mut create);
+                self.second_value = create;
+                sent?;
+                let key = std::mem::take(&mut self.key);
+                let sent = self
+                    .publish(route, Op::Create, has_key.then_some(&key[..]))
+                    .await;
+                self.key = key;
+                return sent;
+            }
+            self.old_key = old;
+        }
+        write_envelope(
+            &mut self.value,
+            data,
+            op,
+            identity.filter(|_| op != Op::Create),
+            columns.filter(|_| op != Op::Delete),
+            &source,
+        );
+        let key = std::mem::take(&mut self.key);
+        let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
+        self.key = key;
+        sent
     }
 
-    /// Sends the encoded value (keyed when `has_key`) and, after a delete, its tombstone.
-    async fn publish(&mut self, route: &Route, op: Op, has_key: bool) -> Result<(), Error> {
+    /// Sends the encoded value (keyed by `key`) and, after a delete, its tombstone.
+    async fn publish(&mut self, route: &Route, op: Op, key: Option<&[u8]>) -> Result<(), Error> {
         let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
         let Some(tx) = self.open.as_mut() else {
             return Err(Error::Decode {
@@ -478,7 +530,6 @@ impl Session<'_> {
                 reason: "change outside a transaction".into(),
             });
         };
-        let key = has_key.then_some(self.key.as_slice());
         self.publisher
             .send(&route.topic, None, key, Some(&self.value), tx.seq)
             .await
@@ -488,13 +539,13 @@ impl Session<'_> {
         route
             .bytes
             .inc_by((self.value.len() + key.map_or(0, <[u8]>::len)) as u64);
-        if op == Op::Delete && self.params.tombstones && has_key {
+        if let (Op::Delete, true, Some(key)) = (op, self.params.tombstones, key) {
             self.publisher
-                .send(&route.topic, None, key, None, tx.seq)
+                .send(&route.topic, None, Some(key), None, tx.seq)
                 .await
                 .map_err(send_error)?;
             tx.sent += 1;
-            route.bytes.inc_by(self.key.len() as u64);
+            route.bytes.inc_by(key.len() as u64);
         }
         Ok(())
     }

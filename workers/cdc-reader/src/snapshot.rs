@@ -209,9 +209,11 @@ async fn row_query(conn: &mut PgConnection, table: &TableName) -> Result<String,
         }
         format!("{} || '}}'", parts.join(" || "))
     };
+    // A table without a primary key (captured with REPLICA IDENTITY FULL) is keyed by all
+    // its columns, as its streamed changes are.
     let pk: Vec<_> = columns.iter().filter(|c| c.3).collect();
     let key = if pk.is_empty() {
-        "NULL::text".to_owned()
+        object(columns.iter().collect())
     } else {
         object(pk)
     };
