@@ -180,6 +180,17 @@ impl PrivateCluster {
         self.restart();
     }
 
+    /// Appends settings to `postgresql.conf` and reloads them (for settings a reload applies).
+    pub fn configure(&self, settings: &str) {
+        let conf_path = self.dir.join("data").join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        conf.push('\n');
+        conf.push_str(settings);
+        conf.push('\n');
+        std::fs::write(&conf_path, conf).expect("write postgresql.conf");
+        self.pg_ctl(&["reload"]);
+    }
+
     /// Stops the cluster (fast shutdown: sessions are cut), leaving it down.
     pub fn stop(&self) {
         self.pg_ctl(&["stop", "-m", "fast", "-w"]);

@@ -53,6 +53,17 @@ pub enum SnapshotMode {
     Never,
 }
 
+/// What to do when PostgreSQL invalidated the slot.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnSlotInvalidated {
+    /// Stop with exit code 3 and the reason (`cdc_slot_invalidated` = 1): an operator decides.
+    Fail,
+    /// Drop the slot, create a new one and snapshot every table again (`op=r` events): the
+    /// topics converge on the tables' current state; deletes while the slot was lost are not
+    /// seen, and consumers get every row once more.
+    Resnapshot,
+}
+
 /// A captured table, `schema.table`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TableName {
@@ -192,6 +203,12 @@ pub struct Config {
     /// pause). `cdc_producer_stalled` is 1 meanwhile.
     #[arg(long = "ack-stall-timeout", env = "CDC_ACK_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub ack_stall_timeout: Duration,
+
+    /// What to do when PostgreSQL invalidated the slot (`wal_status = lost`, after
+    /// `max_slot_wal_keep_size` was exceeded): `fail` stops with exit code 3; `resnapshot`
+    /// creates a new slot and snapshots the tables again.
+    #[arg(long = "on-slot-invalidated", env = "CDC_ON_SLOT_INVALIDATED", value_enum, default_value_t = OnSlotInvalidated::Fail)]
+    pub on_slot_invalidated: OnSlotInvalidated,
 
     /// How long a graceful shutdown waits for the broker to acknowledge what is in flight.
     #[arg(long = "shutdown-timeout", env = "CDC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -54,6 +54,16 @@ pub enum Error {
     #[error("the producer must be replaced: {0}")]
     ProducerLost(String),
 
+    /// PostgreSQL invalidated the slot: it removed WAL the slot still needed
+    /// (`max_slot_wal_keep_size`), so the changes in that WAL are gone and the slot can never
+    /// stream again. Recovery needs a new slot and a new snapshot
+    /// (`--on-slot-invalidated resnapshot`, or drop the slot by hand).
+    #[error("replication slot `{slot}` was invalidated by PostgreSQL (wal_status = lost): changes were lost; restart with --on-slot-invalidated resnapshot to create a new slot and re-snapshot, or drop the slot")]
+    SlotInvalidated {
+        /// The slot.
+        slot: String,
+    },
+
     /// wal2json sent something the reader does not understand. Skipping it would lose a
     /// change, so the reader stops without confirming it.
     #[error("undecodable wal2json message at {lsn}: {reason}")]
@@ -91,8 +101,19 @@ impl Error {
             Error::Config(_)
             | Error::Delivery(_)
             | Error::Decode { .. }
+            | Error::SlotInvalidated { .. }
             | Error::Metrics(_)
             | Error::ShuttingDown => false,
+        }
+    }
+
+    /// The process exit code for this error: 3 for an invalidated slot (a supervisor should
+    /// not simply restart the reader), 2 for configuration, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::SlotInvalidated { .. } => 3,
+            Error::Config(_) => 2,
+            _ => 1,
         }
     }
 

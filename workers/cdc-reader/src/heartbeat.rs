@@ -45,9 +45,10 @@ pub async fn watch_slot(
 ) {
     every(interval, &stop, || async {
         match crate::slot::lag(&pool, &slot).await {
-            Ok(Some((bytes, active))) => {
+            Ok(Some((bytes, active, lost))) => {
                 metrics.lag_bytes.set(bytes);
                 metrics.slot_active.set(i64::from(active));
+                metrics.slot_invalidated.set(i64::from(lost));
             }
             Ok(None) => metrics.slot_active.set(0),
             Err(e) => tracing::debug!(error = %e, "cannot read the slot's lag"),

@@ -45,7 +45,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Command, Config, SnapshotMode, TableName};
+pub use config::{Cli, Command, Config, OnSlotInvalidated, SnapshotMode, TableName};
 pub use error::Error;
 
 use connection::{ConnectParams, ReplicationConnection};
@@ -220,6 +220,13 @@ impl Reader {
                     tracing::info!(?end, "reader stopped");
                     return Ok(());
                 }
+                Err(Error::SlotInvalidated { .. })
+                    if self.config.on_slot_invalidated == OnSlotInvalidated::Resnapshot
+                        && !self.shutdown.is_triggered() =>
+                {
+                    // The next session finds the slot lost, replaces it and snapshots again.
+                    self.settle().await?;
+                }
                 Err(e) if e.is_retryable() && !self.shutdown.is_triggered() => {
                     self.metrics.reconnects.inc();
                     failures = if started.elapsed() > Duration::from_secs(30) {
@@ -277,6 +284,21 @@ impl Reader {
                 .map_err(Error::wire("connecting"))?;
         let snapshot = self.config.snapshot == SnapshotMode::Initial;
         match slot::inspect(&self.pool, slot).await? {
+            Some(info) if info.is_invalidated() => {
+                self.metrics.slot_invalidated.set(1);
+                if self.config.on_slot_invalidated != OnSlotInvalidated::Resnapshot {
+                    self.health.set(
+                        "replication",
+                        false,
+                        format!("slot {slot} was invalidated by PostgreSQL (wal_status = lost)"),
+                    );
+                    return Err(Error::SlotInvalidated { slot: slot.clone() });
+                }
+                tracing::warn!(slot, "the slot was invalidated by PostgreSQL; dropping it, creating a new one and snapshotting the tables again");
+                slot::drop_slot(&self.pool, slot).await?;
+                self.create_slot(&mut conn, true).await?;
+                self.metrics.slot_invalidated.set(0);
+            }
             Some(info) => {
                 slot::check_compatible(&info, slot, self.params.database())?;
                 if snapshot && !slot::snapshot_done(&self.pool, slot).await? {
@@ -299,7 +321,7 @@ impl Reader {
             shutdown_timeout: self.config.shutdown_timeout,
             ack_stall_timeout: self.config.ack_stall_timeout,
         };
-        replication::stream(
+        let streamed = replication::stream(
             &mut conn,
             &self.routes,
             &self.publisher,
@@ -309,7 +331,20 @@ impl Reader {
             &self.shutdown,
             lost,
         )
-        .await
+        .await;
+        match streamed {
+            Err(Error::Replication { source, .. }) if slot::is_invalidation(&source) => {
+                tracing::error!(slot, error = %source, "PostgreSQL invalidated the slot");
+                self.metrics.slot_invalidated.set(1);
+                self.health.set(
+                    "replication",
+                    false,
+                    format!("slot {slot} was invalidated by PostgreSQL: {source}"),
+                );
+                Err(Error::SlotInvalidated { slot: slot.clone() })
+            }
+            other => other,
+        }
     }
 
     /// Creates the slot and, if asked, copies the existing rows; records completion only once

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 after a graceful stop, 1 when the reader stopped on an error a restart cannot
 //! cure (nothing unacknowledged was confirmed; a restart resumes from the slot), 2 for bad
-//! configuration.
+//! configuration, 3 when PostgreSQL invalidated the slot (restarting will not help: see
+//! `--on-slot-invalidated`).
 
 use std::process::ExitCode;
 
@@ -17,7 +18,21 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let telemetry = cli.telemetry.clone();
-    shared::process::run_main("cdc-reader", &telemetry, run(cli))
+    let code = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let seen = std::sync::Arc::clone(&code);
+    let status = shared::process::run_main("cdc-reader", &telemetry, async move {
+        let result = run(cli).await;
+        if let Err(e) = &result {
+            if let Some(reader) = e.downcast_ref::<cdc_reader::Error>() {
+                seen.store(reader.exit_code(), std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        result
+    });
+    match code.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => status,
+        specific => ExitCode::from(specific),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -47,6 +47,8 @@ pub const ACK_REGRESSIONS_TOTAL: &str = "cdc_ack_offset_regressions_total";
 /// topic's `.dlq` topic instead (naming the row and position).
 pub const OVERSIZED_TOTAL: &str = "cdc_oversized_events_total";
 
+/// 1 when PostgreSQL invalidated the slot (`wal_status = lost`): it can never stream again.
+pub const SLOT_INVALIDATED: &str = "cdc_slot_invalidated";
 /// 1 while messages are in flight and none was acknowledged for `--ack-stall-timeout`.
 pub const PRODUCER_STALLED: &str = "cdc_producer_stalled";
 /// Producers recreated because their acknowledgements had stopped while the broker answered.
@@ -98,6 +100,8 @@ pub struct Metrics {
     pub oversized: IntCounter,
     /// [`PRODUCER_STALLED`]
     pub producer_stalled: IntGauge,
+    /// [`SLOT_INVALIDATED`]
+    pub slot_invalidated: IntGauge,
     /// [`PRODUCER_RESETS_TOTAL`]
     pub producer_resets: IntCounter,
 }
@@ -191,12 +195,17 @@ impl Metrics {
                 PRODUCER_STALLED,
                 "1 while messages are in flight and none was acknowledged for --ack-stall-timeout.",
             )?,
+            slot_invalidated: IntGauge::new(
+                SLOT_INVALIDATED,
+                "1 when PostgreSQL invalidated the slot (wal_status = lost): it can never stream again.",
+            )?,
             producer_resets: IntCounter::new(
                 PRODUCER_RESETS_TOTAL,
                 "Producers recreated because their acknowledgements stopped while the broker answered.",
             )?,
         };
         registry.register(Box::new(m.producer_stalled.clone()))?;
+        registry.register(Box::new(m.slot_invalidated.clone()))?;
         registry.register(Box::new(m.producer_resets.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.produced_bytes.clone()))?;

@@ -23,6 +23,29 @@ pub struct SlotInfo {
     pub active: bool,
     /// Its confirmed flush position.
     pub confirmed_flush_lsn: Option<u64>,
+    /// `wal_status` (PostgreSQL 13+): `lost` once the server removed WAL the slot still
+    /// needed (`max_slot_wal_keep_size`): the slot can never stream again.
+    pub wal_status: Option<String>,
+}
+
+impl SlotInfo {
+    /// Whether the server invalidated the slot.
+    pub fn is_invalidated(&self) -> bool {
+        self.wal_status.as_deref() == Some("lost")
+    }
+}
+
+/// Whether a replication error says the slot was invalidated (`55000`, "can no longer get
+/// changes from replication slot" / "has been invalidated").
+pub fn is_invalidation(e: &crate::connection::PgWireError) -> bool {
+    match e {
+        crate::connection::PgWireError::Server { code, message } => {
+            code == "55000"
+                && (message.contains("invalidated")
+                    || message.contains("can no longer get changes"))
+        }
+        _ => false,
+    }
 }
 
 /// Name of the replication origin that marks the slot's snapshot as complete.
@@ -32,20 +55,31 @@ pub fn snapshot_marker(slot: &str) -> String {
 
 /// Reads the slot's state, `None` when it does not exist.
 pub async fn inspect(pool: &PgPool, slot: &str) -> Result<Option<SlotInfo>, Error> {
-    type SlotRow = (Option<String>, Option<String>, bool, Option<String>);
+    type SlotRow = (
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+    );
     let row: Option<SlotRow> = sqlx::query_as(
-        "SELECT plugin::text, database::text, active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        "SELECT plugin::text, database::text, active, confirmed_flush_lsn::text, \
+                to_jsonb(s) ->> 'wal_status' \
+         FROM pg_replication_slots s WHERE slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(pool)
     .await
     .map_err(Error::db("reading pg_replication_slots"))?;
-    Ok(row.map(|(plugin, database, active, lsn)| SlotInfo {
-        plugin,
-        database,
-        active,
-        confirmed_flush_lsn: lsn.as_deref().and_then(shared::envelope::parse_lsn),
-    }))
+    Ok(
+        row.map(|(plugin, database, active, lsn, wal_status)| SlotInfo {
+            plugin,
+            database,
+            active,
+            confirmed_flush_lsn: lsn.as_deref().and_then(shared::envelope::parse_lsn),
+            wal_status,
+        }),
+    )
 }
 
 /// Whether the slot's snapshot was recorded as complete.
@@ -93,9 +127,11 @@ pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), Error> {
 
 /// Lag of the slot in bytes (`pg_current_wal_lsn() - confirmed_flush_lsn`) and whether it is
 /// active, for the metrics.
-pub async fn lag(pool: &PgPool, slot: &str) -> Result<Option<(i64, bool)>, Error> {
+pub async fn lag(pool: &PgPool, slot: &str) -> Result<Option<(i64, bool, bool)>, Error> {
     sqlx::query_as(
-        "SELECT COALESCE((pg_current_wal_lsn() - confirmed_flush_lsn)::int8, 0), active FROM pg_replication_slots WHERE slot_name = $1",
+        "SELECT COALESCE((pg_current_wal_lsn() - confirmed_flush_lsn)::int8, 0), active, \
+                COALESCE(to_jsonb(s) ->> 'wal_status' = 'lost', false) \
+         FROM pg_replication_slots s WHERE slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(pool)
@@ -131,8 +167,19 @@ mod tests {
             database: Some("db".into()),
             active: false,
             confirmed_flush_lsn: None,
+            wal_status: Some("reserved".into()),
         };
         assert!(check_compatible(&ok, "s", "db").is_ok());
+        assert!(!ok.is_invalidated());
+        let lost = SlotInfo {
+            wal_status: Some("lost".into()),
+            ..ok.clone()
+        };
+        assert!(lost.is_invalidated());
+        assert!(is_invalidation(&crate::connection::PgWireError::Server {
+            code: "55000".into(),
+            message: "can no longer get changes from replication slot \"s\"".into(),
+        }));
         assert!(check_compatible(&ok, "s", "other").is_err());
         let pgoutput = SlotInfo {
             plugin: Some("pgoutput".into()),

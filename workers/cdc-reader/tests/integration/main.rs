@@ -7,6 +7,7 @@
 mod changes;
 mod crash;
 mod idle;
+mod invalidation;
 mod keys;
 mod large;
 mod restarts;
