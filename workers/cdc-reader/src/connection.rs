@@ -267,12 +267,16 @@ impl ReplicationConnection {
             ("DateStyle", "ISO, YMD"),
             ("IntervalStyle", "iso_8601"),
             ("extra_float_digits", "3"),
-            // If this host vanishes (power, network), the server notices within seconds and
-            // frees the slot for a standby, instead of waiting for wal_sender_timeout.
+            // If this host vanishes (power, network) while the stream is idle, the server
+            // notices within seconds and frees the slot for a standby. No `tcp_user_timeout`
+            // here: while the reader applies backpressure (a broker outage), its receive window
+            // stays closed for as long as the outage lasts, and a user timeout would make the
+            // server's kernel cut the connection after it (it counts zero-window probing).
+            // A vanished host with data pending is noticed by `wal_sender_timeout`; the
+            // leadership lock's session, which is never blocked, keeps its user timeout.
             ("tcp_keepalives_idle", "5"),
             ("tcp_keepalives_interval", "2"),
             ("tcp_keepalives_count", "3"),
-            ("tcp_user_timeout", "10000"),
         ];
         frontend::startup_message(startup.iter().copied(), &mut conn.write_buf)?;
         conn.flush().await?;

@@ -90,6 +90,9 @@ struct Session<'a> {
     health: &'a Health,
     /// When the broker was last asked whether it answers, while acknowledgements stall.
     last_probe: Option<std::time::Instant>,
+    /// Since when the broker has answered every probe while acknowledgements stall (an
+    /// outage that just ended is not a stall: acknowledgements resume shortly after).
+    answering_since: Option<std::time::Instant>,
 }
 
 /// Starts replication on `conn` and streams until shutdown, `stop_at`, or an error.
@@ -123,6 +126,7 @@ pub async fn stream(
         raw: RawRow::default(),
         health,
         last_probe: None,
+        answering_since: None,
     };
     session.run(shutdown, lost).await
 }
@@ -195,16 +199,18 @@ impl Session<'_> {
         }
     }
 
-    /// Messages in flight and no acknowledgement for `ack_stall_timeout`: if the broker
-    /// answers, its acknowledgements will not come (it lost the producer's state, a topic was
-    /// recreated): end the session so that the producer is replaced. If it does not answer,
-    /// it is an outage: keep waiting, the replication connection stays up.
+    /// Messages in flight and no acknowledgement for `ack_stall_timeout`: if the broker has
+    /// answered for `ack_stall_timeout` too, its acknowledgements will not come (it lost the
+    /// producer's state, a topic was recreated): end the session so that the producer is
+    /// replaced. If it does not answer, or only just started to again, it is an outage: keep
+    /// waiting, the replication connection stays up.
     async fn check_stall(&mut self) -> Result<(), Error> {
         let tracker = self.publisher.tracker();
         let Some(waited) = tracker
             .stalled_for()
             .filter(|w| *w >= self.params.ack_stall_timeout)
         else {
+            self.answering_since = None;
             if self.metrics.producer_stalled.get() != 0 {
                 self.metrics.producer_stalled.set(0);
                 self.health.set(
@@ -232,23 +238,36 @@ impl Session<'_> {
             return Ok(());
         }
         self.last_probe = Some(std::time::Instant::now());
-        if self.publisher.broker_answers().await {
-            tracing::error!(
+        if !self.publisher.broker_answers().await {
+            self.answering_since = None;
+            tracing::warn!(
                 in_flight = tracker.in_flight(),
                 ?waited,
-                "no acknowledgement although the broker answers; replacing the producer"
+                "the broker does not answer; waiting for it"
             );
-            return Err(Error::ProducerLost(format!(
-                "no acknowledgement for {}s although the broker answers",
-                waited.as_secs()
-            )));
+            return Ok(());
         }
-        tracing::warn!(
+        let answering = *self
+            .answering_since
+            .get_or_insert_with(std::time::Instant::now);
+        if answering.elapsed() < self.params.ack_stall_timeout {
+            tracing::info!(
+                in_flight = tracker.in_flight(),
+                ?waited,
+                "the broker answers again; waiting for its acknowledgements"
+            );
+            return Ok(());
+        }
+        tracing::error!(
             in_flight = tracker.in_flight(),
             ?waited,
-            "the broker does not answer; waiting for it"
+            "no acknowledgement although the broker answers; replacing the producer"
         );
-        Ok(())
+        Err(Error::ProducerLost(format!(
+            "no acknowledgement for {}s although the broker has answered for {}s",
+            waited.as_secs(),
+            answering.elapsed().as_secs()
+        )))
     }
 
     async fn handle(&mut self, body: bytes::Bytes) -> Result<(), Error> {
