@@ -1,6 +1,9 @@
 //! Encoding of Kafka records in the pipeline's change-event contract
-//! ([`shared::envelope::ChangeEvent`]), straight from borrowed wal2json values: no column value
-//! is ever re-parsed or rounded, it is copied as the raw JSON text wal2json wrote.
+//! ([`shared::envelope::ChangeEvent`]), the one place envelopes and keys are written: from
+//! borrowed wal2json values ([`encode_value`], [`encode_key`]; the snapshot and the fallback
+//! path) or from the tokens the hot path scanned ([`write_envelope`], [`write_key`]; see
+//! [`crate::raw_row`]). Both write the same document: no column value is ever re-parsed or
+//! rounded, it is copied as the raw JSON text wal2json wrote.
 //!
 //! Keys are the primary-key columns as a JSON object (`{"id":"…"}`), so every change of a row
 //! lands on one partition, in commit order.
@@ -10,6 +13,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use shared::envelope::Op;
 
+use std::ops::Range;
+
+use crate::raw_row::RawField;
 use crate::wal2json::{Column, PkColumn};
 
 /// `source` of an envelope.
@@ -115,6 +121,110 @@ pub fn encode_key(out: &mut Vec<u8>, pk: &[PkColumn<'_>], row: &[Column<'_>]) ->
         out.clear();
         return false;
     }
+    true
+}
+
+/// The `source` block of an envelope, as the raw path writes it.
+#[derive(Debug)]
+pub struct RawSource<'a> {
+    /// LSN of the change.
+    pub lsn: u64,
+    /// Commit LSN of its transaction.
+    pub commit_lsn: u64,
+    /// Transaction id.
+    pub xid: Option<u64>,
+    /// Commit time, already as a JSON string.
+    pub ts_json: &'a str,
+    /// Schema.
+    pub schema: &'a str,
+    /// Table.
+    pub table: &'a str,
+}
+
+/// Writes a change envelope (the same document the `serde` path writes, see
+/// [`crate::envelope`]) from scanned fields.
+pub fn write_envelope(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    op: Op,
+    before: Option<&[RawField]>,
+    after: Option<&[RawField]>,
+    source: &RawSource<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(b"{\"op\":\"");
+    out.extend_from_slice(op.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"before\":");
+    match before {
+        Some(fields) => write_row(out, data, fields),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"after\":");
+    match after {
+        Some(fields) => write_row(out, data, fields),
+        None => out.extend_from_slice(b"null"),
+    }
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b",\"source\":{\"lsn\":");
+    out.extend_from_slice(number.format(source.lsn).as_bytes());
+    out.extend_from_slice(b",\"commit_lsn\":");
+    out.extend_from_slice(number.format(source.commit_lsn).as_bytes());
+    if let Some(xid) = source.xid {
+        out.extend_from_slice(b",\"xid\":");
+        out.extend_from_slice(number.format(xid).as_bytes());
+    }
+    out.extend_from_slice(b",\"ts\":");
+    out.extend_from_slice(source.ts_json.as_bytes());
+    out.extend_from_slice(b",\"schema\":\"");
+    out.extend_from_slice(source.schema.as_bytes());
+    out.extend_from_slice(b"\",\"table\":\"");
+    out.extend_from_slice(source.table.as_bytes());
+    out.extend_from_slice(b"\"}}");
+}
+
+/// Writes `{"name":value,…}` from scanned fields.
+pub fn write_row(out: &mut Vec<u8>, data: &[u8], fields: &[RawField]) {
+    out.push(b'{');
+    for (n, f) in fields.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&data[f.name.clone()]);
+        out.push(b':');
+        out.extend_from_slice(&data[f.value.clone()]);
+    }
+    out.push(b'}');
+}
+
+/// Writes the key `{"pk":value,…}`; false when a key column is missing from `row`. A table
+/// without a primary key (captured only with `REPLICA IDENTITY FULL`) is keyed by all the
+/// columns `row` has.
+pub fn write_key(out: &mut Vec<u8>, data: &[u8], pk: &[Range<usize>], row: &[RawField]) -> bool {
+    out.clear();
+    if pk.is_empty() {
+        if row.is_empty() {
+            return false;
+        }
+        write_row(out, data, row);
+        return true;
+    }
+    out.push(b'{');
+    for (n, name) in pk.iter().enumerate() {
+        let Some(field) = row
+            .iter()
+            .find(|f| data[f.name.clone()] == data[name.clone()])
+        else {
+            out.clear();
+            return false;
+        };
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&data[field.name.clone()]);
+        out.push(b':');
+        out.extend_from_slice(&data[field.value.clone()]);
+    }
+    out.push(b'}');
     true
 }
 

@@ -2,7 +2,8 @@
 //! records where each column name and value lies, so the envelope is written by copying those
 //! JSON tokens verbatim, with no unescaping, re-escaping or allocation per column.
 //!
-//! The scanner only locates tokens; anything it does not expect (a schema or table name with
+//! The envelope and key are written from the scanned tokens by [`crate::envelope`]'s raw
+//! writers. The scanner only locates tokens; anything it does not expect (a schema or table name with
 //! escapes, an unknown shape, malformed JSON) makes it return `None`, and the caller falls back
 //! to the full `serde` decoder in [`crate::wal2json`], which reports real errors.
 
@@ -229,114 +230,10 @@ fn unquoted(b: &[u8], token: Range<usize>) -> Option<Range<usize>> {
     (end == token.end && !escaped).then_some(token.start + 1..token.end - 1)
 }
 
-/// The `source` block of an envelope, as the raw path writes it.
-#[derive(Debug)]
-pub struct RawSource<'a> {
-    /// LSN of the change.
-    pub lsn: u64,
-    /// Commit LSN of its transaction.
-    pub commit_lsn: u64,
-    /// Transaction id.
-    pub xid: Option<u64>,
-    /// Commit time, already as a JSON string.
-    pub ts_json: &'a str,
-    /// Schema.
-    pub schema: &'a str,
-    /// Table.
-    pub table: &'a str,
-}
-
-/// Writes a change envelope (the same document the `serde` path writes, see
-/// [`crate::envelope`]) from scanned fields.
-pub fn write_envelope(
-    out: &mut Vec<u8>,
-    data: &[u8],
-    op: Op,
-    before: Option<&[RawField]>,
-    after: Option<&[RawField]>,
-    source: &RawSource<'_>,
-) {
-    out.clear();
-    out.extend_from_slice(b"{\"op\":\"");
-    out.extend_from_slice(op.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"before\":");
-    match before {
-        Some(fields) => write_row(out, data, fields),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"after\":");
-    match after {
-        Some(fields) => write_row(out, data, fields),
-        None => out.extend_from_slice(b"null"),
-    }
-    let mut number = itoa::Buffer::new();
-    out.extend_from_slice(b",\"source\":{\"lsn\":");
-    out.extend_from_slice(number.format(source.lsn).as_bytes());
-    out.extend_from_slice(b",\"commit_lsn\":");
-    out.extend_from_slice(number.format(source.commit_lsn).as_bytes());
-    if let Some(xid) = source.xid {
-        out.extend_from_slice(b",\"xid\":");
-        out.extend_from_slice(number.format(xid).as_bytes());
-    }
-    out.extend_from_slice(b",\"ts\":");
-    out.extend_from_slice(source.ts_json.as_bytes());
-    out.extend_from_slice(b",\"schema\":\"");
-    out.extend_from_slice(source.schema.as_bytes());
-    out.extend_from_slice(b"\",\"table\":\"");
-    out.extend_from_slice(source.table.as_bytes());
-    out.extend_from_slice(b"\"}}");
-}
-
-/// Writes `{"name":value,…}` from scanned fields.
-pub fn write_row(out: &mut Vec<u8>, data: &[u8], fields: &[RawField]) {
-    out.push(b'{');
-    for (n, f) in fields.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&data[f.name.clone()]);
-        out.push(b':');
-        out.extend_from_slice(&data[f.value.clone()]);
-    }
-    out.push(b'}');
-}
-
-/// Writes the key `{"pk":value,…}`; false when a key column is missing from `row`. A table
-/// without a primary key (captured only with `REPLICA IDENTITY FULL`) is keyed by all the
-/// columns `row` has.
-pub fn write_key(out: &mut Vec<u8>, data: &[u8], pk: &[Range<usize>], row: &[RawField]) -> bool {
-    out.clear();
-    if pk.is_empty() {
-        if row.is_empty() {
-            return false;
-        }
-        write_row(out, data, row);
-        return true;
-    }
-    out.push(b'{');
-    for (n, name) in pk.iter().enumerate() {
-        let Some(field) = row
-            .iter()
-            .find(|f| data[f.name.clone()] == data[name.clone()])
-        else {
-            out.clear();
-            return false;
-        };
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&data[field.name.clone()]);
-        out.push(b':');
-        out.extend_from_slice(&data[field.value.clone()]);
-    }
-    out.push(b'}');
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{encode_key, encode_value, Row, SourceInfo};
+    use crate::envelope::{encode_key, encode_value, write_key, write_row, Row, SourceInfo};
     use crate::wal2json::Message;
     use shared::envelope::ChangeEvent;
 

@@ -16,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{PgWireError, ReplicationConnection};
 use crate::delivery::{Publisher, TxSeq};
-use crate::envelope::{encode_key, encode_value, Row, SourceInfo};
+use crate::envelope::{
+    encode_key, encode_value, write_envelope, write_key, RawSource, Row, SourceInfo,
+};
 use crate::error::Error;
 use crate::metrics::{lsn_gauge, Metrics};
 use crate::protocol::{status_update, ServerMessage};
-use crate::raw_row::{write_envelope, write_key, RawRow, RawSource};
+use crate::raw_row::RawRow;
 use crate::topics::{Route, Routes};
 use crate::wal2json::Message;
 

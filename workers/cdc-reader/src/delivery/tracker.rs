@@ -1,27 +1,11 @@
-//! Publishing to Kafka and knowing what may be confirmed.
-//!
-//! Guarantee: the position returned by [`Tracker::confirmed`] is the end LSN of a transaction
-//! all of whose messages *and those of every earlier transaction* the broker acknowledged
-//! (`acks=all`, idempotent producer). Confirming it to PostgreSQL therefore never skips an
-//! unacknowledged change; a crash resends at most what followed it (at-least-once, consumers
-//! deduplicate by `(commit_lsn, lsn)`).
-//!
-//! Transactions are tracked in arrival order in a queue of `(end_lsn, pending)`; the delivery
-//! callback (on librdkafka's polling thread) decrements `pending` and pops completed
-//! transactions from the front. Memory is bounded by the number of messages in flight, which
-//! the reader caps: it stops reading the replication stream at `max_in_flight`.
+//! Which transactions are in flight, and the position that may be confirmed (see the
+//! guarantee in [`super`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, NoCustomPartitioner, Producer, ProducerContext, ThreadedProducer,
-};
-use rdkafka::ClientContext;
-use shared::config::KafkaArgs;
 use tokio::sync::Notify;
 
 use crate::error::Error;
@@ -122,7 +106,7 @@ pub struct Tracker {
     /// falls to the low-water mark.
     progress: Notify,
     low_water: u64,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
     /// The producer generation whose reports count; bumped by [`Tracker::reset`], so a
     /// replaced producer's late reports are ignored.
     generation: AtomicU64,
@@ -227,23 +211,23 @@ impl Tracker {
         self.progress.notify_one();
     }
 
-    fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     /// Records a message the producer never took (it was not counted by the transaction).
-    fn unsent(&self) {
+    pub(super) fn unsent(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A delivery report without an offset check: acknowledged, or refused for good.
-    fn delivered(&self, seq: TxSeq, result: Result<(), String>) {
+    pub(super) fn delivered(&self, seq: TxSeq, result: Result<(), String>) {
         let state = self.lock();
         self.settle(state, seq, result.map_err(Fault::Refused));
     }
 
     /// A delivery report of a message the producer could not deliver because it failed.
-    fn broken(&self, seq: TxSeq, reason: String) {
+    pub(super) fn broken(&self, seq: TxSeq, reason: String) {
         let state = self.lock();
         self.settle(state, seq, Err(Fault::Broken(reason)));
     }
@@ -352,7 +336,7 @@ impl Tracker {
     /// that does not (or is negative) means the broker lost messages it had acknowledged
     /// before. Such a message does not count as delivered, so its transaction is never
     /// confirmed, and the session ends (see [`Tracker::fault`]).
-    fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
+    pub(super) fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
         let mut state = self.lock();
         let checked = state
             .follow_offset(topic, partition, offset)
@@ -363,399 +347,6 @@ impl Tracker {
     /// Completes on the next progress event (see the field doc).
     pub async fn progressed(&self) {
         self.progress.notified().await
-    }
-}
-
-/// A message as handed to the producer.
-type Record<'a> = BaseRecord<'a, [u8], [u8], Box<InFlight>>;
-
-/// What travels with each message to its delivery callback.
-#[derive(Debug)]
-pub struct InFlight {
-    tx: TxSeq,
-    sent_at: Instant,
-}
-
-/// The producer context: routes delivery reports to the tracker.
-#[derive(Debug)]
-pub struct DeliveryContext {
-    tracker: Arc<Tracker>,
-    /// The tracker generation this producer belongs to.
-    generation: u64,
-}
-
-impl ClientContext for DeliveryContext {}
-
-impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
-    type DeliveryOpaque = Box<InFlight>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        if self.generation != self.tracker.generation() {
-            // A replaced producer's report (purged or late): the tracker forgot its messages.
-            return;
-        }
-        self.tracker
-            .metrics
-            .produce_latency
-            .observe(opaque.sent_at.elapsed().as_secs_f64());
-        let outcome = match result {
-            Ok(message) => {
-                use rdkafka::Message;
-                if tracing::enabled!(tracing::Level::TRACE) {
-                    trace_delivery(message);
-                }
-                self.tracker.acknowledged(
-                    opaque.tx,
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                );
-                return;
-            }
-            Err((e, _)) if producer_failed(e) => {
-                self.tracker.broken(opaque.tx, e.to_string());
-                return;
-            }
-            Err((e, _)) => {
-                tracing::error!(error = %e, "the broker did not accept a message");
-                Err(e.to_string())
-            }
-        };
-        self.tracker.delivered(opaque.tx, outcome);
-    }
-}
-
-/// Whether a delivery error means the producer itself cannot go on (its idempotence state
-/// is gone on the broker, it was fenced, or it purged its queues after such a failure): the
-/// message was not refused for what it is, and a new producer will deliver it.
-fn producer_failed(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::Fatal
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::InvalidProducerIdMapping
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::PurgeQueue
-                | RDKafkaErrorCode::PurgeInflight
-                | RDKafkaErrorCode::MessageTimedOut
-        )
-    )
-}
-
-/// Logs where the broker put one message (`cdc_reader::delivery=trace`): enough to tell,
-/// after an incident, whether a change the slot moved past was acknowledged and at which offset.
-fn trace_delivery(message: &rdkafka::message::BorrowedMessage<'_>) {
-    use rdkafka::Message;
-    #[derive(serde::Deserialize)]
-    struct Source {
-        lsn: Option<u64>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Event {
-        source: Source,
-    }
-    let lsn = message
-        .payload()
-        .and_then(|p| serde_json::from_slice::<Event>(p).ok())
-        .and_then(|e| e.source.lsn);
-    tracing::trace!(
-        topic = message.topic(),
-        partition = message.partition(),
-        offset = message.offset(),
-        key = %String::from_utf8_lossy(message.key().unwrap_or_default()),
-        lsn,
-        "delivered"
-    );
-}
-
-/// The dead letter of a change event the producer refused as too large: which row, which
-/// position, how big (the event itself does not fit anywhere). Logged as an error too.
-fn oversized_letter(topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
-    #[derive(serde::Deserialize)]
-    struct Source {
-        lsn: Option<u64>,
-        commit_lsn: Option<u64>,
-        xid: Option<u64>,
-        ts: Option<String>,
-        schema: Option<String>,
-        table: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Event {
-        op: Option<String>,
-        source: Option<Source>,
-    }
-    let bytes = payload.len() + key.map_or(0, <[u8]>::len);
-    let event = serde_json::from_slice::<Event>(payload).ok();
-    let source = event.as_ref().and_then(|e| e.source.as_ref());
-    let change = serde_json::json!({
-        "op": event.as_ref().and_then(|e| e.op.as_deref()),
-        "schema": source.and_then(|s| s.schema.as_deref()),
-        "table": source.and_then(|s| s.table.as_deref()),
-        "lsn": source.and_then(|s| s.lsn),
-        "commit_lsn": source.and_then(|s| s.commit_lsn),
-        "xid": source.and_then(|s| s.xid),
-        "ts": source.and_then(|s| s.ts.as_deref()),
-        "bytes": bytes,
-    });
-    let message = format!(
-        "change event of {bytes} bytes is larger than the producer's message.max.bytes; \
-         it was not written to {topic} (the row is in the database)"
-    );
-    tracing::error!(
-        %topic,
-        key = %String::from_utf8_lossy(key.unwrap_or_default()),
-        lsn = source.and_then(|s| s.lsn),
-        bytes,
-        "change event too large for the broker; dead-lettered"
-    );
-    let failure = shared::dlq::Failure {
-        kind: shared::dlq::Kind::TooLarge,
-        reason: "too_large",
-        message: &message,
-    };
-    shared::dlq::unpublished(
-        topic,
-        key,
-        change,
-        failure,
-        "cdc-reader",
-        chrono::Utc::now(),
-    )
-    .to_string()
-    .into_bytes()
-}
-
-/// The producer type of the reader.
-type ReaderProducer = ThreadedProducer<DeliveryContext>;
-
-/// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`]; replaced by a new
-/// one when its acknowledgements stop ([`Publisher::reset`]).
-pub struct Publisher {
-    producer: Mutex<Arc<ReaderProducer>>,
-    config: rdkafka::ClientConfig,
-    tracker: Arc<Tracker>,
-}
-
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("in_flight", &self.tracker.in_flight())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The producer settings on top of [`shared::kafka::producer_config`]: messages never expire
-/// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), keys
-/// are partitioned like the Java client does, and the local queue is sized to hold everything
-/// the reader lets fly. Each can be overridden with `--kafka-property`.
-pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::ClientConfig {
-    let mut config = shared::kafka::producer_config(kafka, "cdc-reader");
-    let overridden = |key: &str| kafka.properties.iter().any(|(k, _)| k == key);
-    if !overridden("message.timeout.ms") {
-        config.set("message.timeout.ms", "0");
-    }
-    if !overridden("queue.buffering.max.messages") {
-        config.set(
-            "queue.buffering.max.messages",
-            (max_in_flight + 10_000).min(2_000_000).to_string(),
-        );
-    }
-    if !overridden("partitioner") {
-        // The Java client's partitioner (what Debezium uses): a key lands on the same
-        // partition whichever client wrote it.
-        config.set("partitioner", "murmur2_random");
-    }
-    if !overridden("queue.buffering.max.kbytes") {
-        config.set("queue.buffering.max.kbytes", "1048576");
-    }
-    config
-}
-
-impl Publisher {
-    /// Creates the producer.
-    pub fn new(
-        kafka: &KafkaArgs,
-        max_in_flight: u64,
-        metrics: Metrics,
-    ) -> Result<Self, KafkaError> {
-        let tracker = Arc::new(Tracker::new(max_in_flight, metrics));
-        let config = producer_settings(kafka, max_in_flight);
-        let producer = Self::create(&config, &tracker)?;
-        Ok(Self {
-            producer: Mutex::new(Arc::new(producer)),
-            config,
-            tracker,
-        })
-    }
-
-    fn create(
-        config: &rdkafka::ClientConfig,
-        tracker: &Arc<Tracker>,
-    ) -> Result<ReaderProducer, KafkaError> {
-        let context = DeliveryContext {
-            tracker: tracker.clone(),
-            generation: tracker.generation(),
-        };
-        config.create_with_context(context)
-    }
-
-    fn current(&self) -> Arc<ReaderProducer> {
-        self.producer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Replaces the producer with a new one (a new producer id, empty queues) and forgets
-    /// what was in flight: the next session resends everything after the confirmed position.
-    /// The old producer is dropped on a thread of its own (dropping purges and flushes).
-    pub fn reset(&self) -> Result<(), KafkaError> {
-        self.tracker.reset();
-        let fresh = Arc::new(Self::create(&self.config, &self.tracker)?);
-        let old = std::mem::replace(
-            &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
-            fresh,
-        );
-        self.tracker.metrics.producer_resets.inc();
-        std::thread::spawn(move || drop(old));
-        Ok(())
-    }
-
-    /// Whether the broker answers a metadata request within 5 s (telling an outage, to be
-    /// waited out, from a producer whose acknowledgements stopped).
-    pub async fn broker_answers(&self) -> bool {
-        let producer = self.current();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5))
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    /// The tracker fed by this producer.
-    pub fn tracker(&self) -> &Arc<Tracker> {
-        &self.tracker
-    }
-
-    /// Hands one message of transaction `tx` to the producer. Waits while librdkafka's local
-    /// queue is full; any other refusal is permanent.
-    pub async fn send(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        tx: TxSeq,
-    ) -> Result<(), KafkaError> {
-        let mut record: Record<'_> = BaseRecord::with_opaque_to(
-            topic,
-            Box::new(InFlight {
-                tx,
-                sent_at: Instant::now(),
-            }),
-        );
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
-        if let Some(partition) = partition {
-            record = record.partition(partition);
-        }
-        self.tracker.sent();
-        let result = match self.enqueue(record).await {
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), back)) => {
-                // In its place (same transaction, same key), a dead letter naming it.
-                let letter = oversized_letter(topic, key, payload.unwrap_or_default());
-                let dlq = shared::topics::dlq_topic(topic);
-                let mut letter_record: Record<'_> =
-                    BaseRecord::with_opaque_to(&dlq, back.delivery_opaque).payload(&letter[..]);
-                if let Some(key) = key {
-                    letter_record = letter_record.key(key);
-                }
-                let sent = self.enqueue(letter_record).await;
-                if sent.is_ok() {
-                    self.tracker.metrics.oversized.inc();
-                }
-                sent.map_err(|(e, _)| e)
-            }
-            other => other.map_err(|(e, _)| e),
-        };
-        if result.is_err() {
-            self.tracker.unsent();
-        }
-        result
-    }
-
-    /// Hands `record` to librdkafka, waiting while its local queue is full; any other refusal
-    /// comes back with the record.
-    async fn enqueue<'r>(&self, mut record: Record<'r>) -> Result<(), (KafkaError, Record<'r>)> {
-        let producer = self.current();
-        loop {
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(refused) => return Err(refused),
-            }
-        }
-    }
-
-    /// Waits while `max_in_flight` messages or more are unacknowledged; fails on a delivery
-    /// fault.
-    pub async fn wait_for_room(&self, max_in_flight: u64) -> Result<(), Error> {
-        loop {
-            if let Some(fault) = self.tracker.fault() {
-                return Err(fault);
-            }
-            if self.tracker.in_flight() < max_in_flight {
-                return Ok(());
-            }
-            self.tracker.progressed().await;
-        }
-    }
-
-    /// Partition count of a topic, from the broker's metadata.
-    pub async fn partitions(self: &Arc<Self>, topic: &str) -> Result<i32, KafkaError> {
-        let producer = self.current();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let metadata = producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(30))?;
-            let count = metadata
-                .topics()
-                .first()
-                .map_or(0, |t| t.partitions().len());
-            Ok(i32::try_from(count).unwrap_or(i32::MAX).max(1))
-        })
-        .await
-        .map_err(|_| KafkaError::Canceled)?
-    }
-
-    /// Waits until nothing is in flight or `deadline` passes; returns whether it drained.
-    pub async fn drain(&self, deadline: Duration) -> bool {
-        let until = tokio::time::Instant::now() + deadline;
-        while self.tracker.in_flight() > 0 {
-            if self.tracker.failure().is_some() {
-                return false;
-            }
-            let wait = tokio::time::timeout_at(until, self.tracker.progressed());
-            if wait.await.is_err() {
-                return self.tracker.in_flight() == 0;
-            }
-        }
-        true
     }
 }
 

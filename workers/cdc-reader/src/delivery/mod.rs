@@ -1,0 +1,22 @@
+//! Publishing to Kafka and knowing what may be confirmed.
+//!
+//! Guarantee: the position returned by [`Tracker::confirmed`] is the end LSN of a transaction
+//! all of whose messages *and those of every earlier transaction* the broker acknowledged
+//! (`acks=all`, idempotent producer). Confirming it to PostgreSQL therefore never skips an
+//! unacknowledged change; a crash resends at most what followed it (at-least-once, consumers
+//! deduplicate by `(commit_lsn, lsn)`).
+//!
+//! Transactions are tracked in arrival order in a queue of `(end_lsn, pending)`; the delivery
+//! callback (on librdkafka's polling thread) decrements `pending` and pops completed
+//! transactions from the front. Memory is bounded by the number of messages in flight, which
+//! the reader caps: it stops reading the replication stream at `max_in_flight`.
+//!
+//! - [`tracker`]: the transactions in flight and the position that may be confirmed;
+//! - [`publisher`]: the producer, its settings and delivery callbacks, and its replacement when
+//!   it cannot deliver any more.
+
+mod publisher;
+mod tracker;
+
+pub use publisher::{producer_settings, DeliveryContext, InFlight, Publisher};
+pub use tracker::{Tracker, TxSeq};
