@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 fn lock_sql(slot: &str) -> (String, &'static str) {
     (
         format!("cdc-reader:{slot}"),
-        "SELECT pg_try_advisory_lock(hashtext($1))",
+        "SELECT pg_try_advisory_lock(hashtext($1)), pg_backend_pid()",
     )
 }
 
@@ -30,6 +30,9 @@ fn lock_sql(slot: &str) -> (String, &'static str) {
 pub struct Leadership {
     /// Cancelled when the lock can no longer be vouched for.
     pub lost: CancellationToken,
+    /// Backend pid of the session holding the lock: a write that only the leader may make
+    /// (the snapshot marker) checks in the same statement that this session still holds it.
+    pub pid: i32,
     /// The pinging task; aborted (closing the session, releasing the lock) on drop.
     task: tokio::task::JoinHandle<()>,
     metrics: Metrics,
@@ -57,13 +60,14 @@ pub async fn acquire(
             return Ok(None);
         }
         match try_lock(options, &key, sql).await {
-            Ok(Some(conn)) => {
+            Ok(Some((conn, pid))) => {
                 tracing::info!(slot, "holding the slot's leadership lock; streaming");
                 metrics.leader.set(1);
                 let lost = CancellationToken::new();
                 let task = tokio::spawn(keep(conn, poll, lost.clone()));
                 return Ok(Some(Leadership {
                     lost,
+                    pid,
                     task,
                     metrics: metrics.clone(),
                 }));
@@ -86,14 +90,11 @@ async fn try_lock(
     options: &PgConnectOptions,
     key: &str,
     sql: &str,
-) -> Result<Option<PgConnection>, sqlx::Error> {
+) -> Result<Option<(PgConnection, i32)>, sqlx::Error> {
     let mut conn = options.connect().await?;
-    let locked: bool = sqlx::query_scalar(sql)
-        .bind(key)
-        .fetch_one(&mut conn)
-        .await?;
+    let (locked, pid): (bool, i32) = sqlx::query_as(sql).bind(key).fetch_one(&mut conn).await?;
     if locked {
-        Ok(Some(conn))
+        Ok(Some((conn, pid)))
     } else {
         let _ = conn.close().await;
         Ok(None)

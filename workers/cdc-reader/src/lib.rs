@@ -211,7 +211,7 @@ impl Reader {
                 stop.clone(),
             ));
             let started = Instant::now();
-            let outcome = self.lead(&leadership.lost).await;
+            let outcome = self.lead(&leadership).await;
             stop.cancel();
             self.health.set("replication", false, "not streaming");
             drop(leadership);
@@ -272,7 +272,8 @@ impl Reader {
     }
 
     /// One session as leader: prepare the slot (and snapshot), then stream.
-    async fn lead(&self, lost: &CancellationToken) -> Result<SessionEnd, Error> {
+    async fn lead(&self, leadership: &leader::Leadership) -> Result<SessionEnd, Error> {
+        let lost = &leadership.lost;
         let slot = &self.config.slot;
         // A broker that came back empty has lost the topics too: create what is missing.
         shared::kafka::ensure_topics(&self.config.kafka, &topic_specs(&self.config, &self.routes))
@@ -296,7 +297,7 @@ impl Reader {
                 }
                 tracing::warn!(slot, "the slot was invalidated by PostgreSQL; dropping it, creating a new one and snapshotting the tables again");
                 slot::drop_slot(&self.pool, slot).await?;
-                self.create_slot(&mut conn, true).await?;
+                self.create_slot(&mut conn, true, leadership.pid).await?;
                 self.metrics.slot_invalidated.set(0);
             }
             Some(info) => {
@@ -304,10 +305,14 @@ impl Reader {
                 if snapshot && !slot::snapshot_done(&self.pool, slot).await? {
                     tracing::warn!(slot, "the slot's initial snapshot never completed; dropping the slot to start over");
                     slot::drop_slot(&self.pool, slot).await?;
-                    self.create_slot(&mut conn, snapshot).await?;
+                    self.create_slot(&mut conn, snapshot, leadership.pid)
+                        .await?;
                 }
             }
-            None => self.create_slot(&mut conn, snapshot).await?,
+            None => {
+                self.create_slot(&mut conn, snapshot, leadership.pid)
+                    .await?
+            }
         }
         self.health
             .set("replication", true, format!("streaming slot {slot}"));
@@ -353,6 +358,7 @@ impl Reader {
         &self,
         conn: &mut ReplicationConnection,
         snapshot: bool,
+        leader_pid: i32,
     ) -> Result<(), Error> {
         let slot = &self.config.slot;
         slot::clear_snapshot_marker(&self.pool, slot).await?;
@@ -388,7 +394,7 @@ impl Reader {
             self.settle().await?;
             tracing::info!(rows, "initial snapshot acknowledged by the broker");
         }
-        slot::mark_snapshot_done(&self.pool, slot).await
+        slot::mark_snapshot_done(&self.pool, slot, leader_pid).await
     }
 }
 

@@ -92,14 +92,31 @@ pub async fn snapshot_done(pool: &PgPool, slot: &str) -> Result<bool, Error> {
 }
 
 /// Records the slot's snapshot as complete (idempotent).
-pub async fn mark_snapshot_done(pool: &PgPool, slot: &str) -> Result<(), Error> {
-    sqlx::query(
-        "SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
+///
+/// Only while the leadership lock is held by session `leader_pid`, checked in the same
+/// statement: a reader deposed during its snapshot (another one now streams the slot, or will)
+/// cannot mark a snapshot complete.
+pub async fn mark_snapshot_done(pool: &PgPool, slot: &str, leader_pid: i32) -> Result<(), Error> {
+    let outcome: String = sqlx::query_scalar(
+        "SELECT CASE \
+            WHEN NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = $2 AND granted) \
+                THEN 'deposed' \
+            WHEN EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1) THEN 'done' \
+            ELSE (SELECT 'created' FROM pg_replication_origin_create($1) AS created) \
+         END",
     )
     .bind(snapshot_marker(slot))
-    .execute(pool)
+    .bind(leader_pid)
+    .fetch_one(pool)
     .await
     .map_err(Error::db("recording the snapshot marker"))?;
+    if outcome == "deposed" {
+        tracing::warn!(
+            slot,
+            "lost the leadership during the snapshot; not marking it complete"
+        );
+        return Err(Error::LeadershipLost);
+    }
     Ok(())
 }
 

@@ -105,3 +105,41 @@ async fn interrupted_snapshot_is_redone_and_complete() {
     db.drop_database().await;
     let _ = std::fs::remove_file(&log);
 }
+
+/// Only the session that holds the slot's leadership lock may mark the snapshot complete: a
+/// reader deposed mid-snapshot (its lock session gone) writes no marker, so the next leader
+/// redoes the snapshot instead of streaming past rows never copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cannot_mark_the_snapshot_complete() {
+    use sqlx::Connection;
+    let env = TestEnv::get();
+    let db = env.database("cdc_marker").await;
+    let slot = shared::testkit::unique_name("cdc_slot");
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (locked, pid): (bool, i32) =
+        sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1)), pg_backend_pid()")
+            .bind(format!("cdc-reader:{slot}"))
+            .fetch_one(&mut lock)
+            .await
+            .unwrap();
+    assert!(locked);
+    // Deposed: its lock session ended.
+    lock.close().await.unwrap();
+    let refused = cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await;
+    assert!(matches!(refused, Err(cdc_reader::Error::LeadershipLost)), "{refused:?}");
+    assert!(!cdc_reader::slot::snapshot_done(&db.pool, &slot).await.unwrap());
+    // The leader: marked, and marking again is harmless.
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (_, pid): (bool, i32) =
+        sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1)), pg_backend_pid()")
+            .bind(format!("cdc-reader:{slot}"))
+            .fetch_one(&mut lock)
+            .await
+            .unwrap();
+    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await.unwrap();
+    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await.unwrap();
+    assert!(cdc_reader::slot::snapshot_done(&db.pool, &slot).await.unwrap());
+    cdc_reader::slot::clear_snapshot_marker(&db.pool, &slot).await.unwrap();
+    lock.close().await.unwrap();
+    db.drop_database().await;
+}
