@@ -201,7 +201,7 @@ wait_port() {
 start_broker() {
     ensure_tansu
     local pidfile="$STACK_DIR/tansu.pid"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if pidfile_running "$pidfile" tansu; then
         log "broker already running on port $KAFKA_PORT"
     else
         if port_open "$KAFKA_PORT"; then
@@ -219,17 +219,137 @@ start_broker() {
     STACK_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 }
 
+# Whether a process is alive: not gone and not a zombie (an exited process its parent has not
+# reaped still answers `kill -0`; here pid 1 may never reap the orphans scripts/up leaves).
+# With a second argument, its command line must also contain that text, so a pid file that
+# outlived its process does not name whatever reused the pid.
+pid_running() {
+    local pid=${1:-} expect=${2:-} stat
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    case "${stat%% *}" in Z | X | x) return 1 ;; esac
+    [ -z "$expect" ] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$expect"
+}
+
+# pid_running on the pid a file names.
+pidfile_running() {
+    [ -f "$1" ] && pid_running "$(cat "$1" 2>/dev/null)" "${2:-}"
+}
+
+# Stops the process a pid file names (SIGTERM, SIGKILL after $3 seconds, default 10).
 stop_pidfile() {
-    local pidfile=$1 name=$2 pid
+    local pidfile=$1 name=$2 timeout=${3:-10} pid
     [ -f "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_running "$pid"; then
         log "stopping $name (pid $pid)"
         kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 1 $((timeout * 5))); do pid_running "$pid" || break; sleep 0.2; done
+        if pid_running "$pid"; then
+            log "$name (pid $pid) still running after ${timeout}s; killing it"
+            kill -9 "$pid" 2>/dev/null || true
+        fi
     fi
     rm -f "$pidfile"
+}
+
+# The workers scripts/up runs, and their /metrics, /healthz and /readyz ports.
+STACK_WORKERS=(cdc-reader analyzer asset-worker)
+worker_metrics_port() {
+    case "$1" in
+        cdc-reader) echo 9101 ;;
+        analyzer) echo 9102 ;;
+        asset-worker) echo 9103 ;;
+        *) return 1 ;;
+    esac
+}
+
+# Workers of a stack run under scripts/lib/supervise, which restarts them when they exit. Its
+# files, in $STACK_DIR/workers: <name>.supervisor.pid, <name>.pid (the worker), <name>.restarts,
+# <name>.metrics (the worker's METRICS_ADDR); logs in $STACK_DIR/logs.
+SUPERVISOR="$REPO_ROOT/scripts/lib/supervise"
+SUPERVISE_STOP_TIMEOUT=${SUPERVISE_STOP_TIMEOUT:-20}
+export SUPERVISE_STOP_TIMEOUT
+
+# Starts `name` (the command: the remaining arguments) under a supervisor, unless its
+# supervisor already runs. The worker's METRICS_ADDR is taken from the environment.
+supervise_worker() {
+    local name=$1 dir="$STACK_DIR/workers" logs="$STACK_DIR/logs" spid wpid i
+    shift
+    mkdir -p "$dir" "$logs"
+    if pidfile_running "$dir/$name.supervisor.pid" "$SUPERVISOR"; then
+        spid=$(cat "$dir/$name.supervisor.pid")
+        wpid=$(cat "$dir/$name.pid" 2>/dev/null || true)
+        if pid_running "$wpid"; then
+            log "$name already running under its supervisor (pid $wpid, supervisor pid $spid)"
+        else
+            log "$name is down; its supervisor (pid $spid) restarts it ($(cat "$dir/$name.restarts" 2>/dev/null || echo 0) restarts so far)"
+        fi
+        return 0
+    fi
+    # A worker without its supervisor (killed, or started by an older scripts/up) still holds
+    # its port: stop it before starting a supervised one.
+    if pidfile_running "$dir/$name.pid" "$(basename "$1")"; then
+        stop_pidfile "$dir/$name.pid" "$name (running without a supervisor)" "$SUPERVISE_STOP_TIMEOUT"
+    fi
+    rm -f "$dir/$name.supervisor.pid" "$dir/$name.pid"
+    printf '%s\n' "${METRICS_ADDR:-}" >"$dir/$name.metrics"
+    log "starting $name under a supervisor (log: $logs/$name.log)"
+    local launcher=()
+    command -v setsid >/dev/null && launcher=(setsid)
+    # Its own session, so the terminal's Ctrl-C does not reach it; no inherited lock fd 9.
+    "${launcher[@]}" "$SUPERVISOR" "$name" "$dir" "$logs" "$@" </dev/null >>"$logs/supervisor.log" 2>&1 9>&- &
+    for i in $(seq 1 50); do
+        pidfile_running "$dir/$name.supervisor.pid" "$SUPERVISOR" && return 0
+        sleep 0.1
+    done
+    die "the supervisor of $name did not start; see $logs/supervisor.log"
+}
+
+# Waits up to $2 seconds for worker $1's /healthz (at the address in its .metrics file). Fails
+# early when its supervisor is gone.
+wait_worker_healthy() {
+    local name=$1 timeout=$2 dir="$STACK_DIR/workers" addr deadline
+    addr=$(cat "$dir/$name.metrics" 2>/dev/null || true)
+    [ -n "$addr" ] || return 1
+    deadline=$(($(date +%s) + timeout))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if pidfile_running "$dir/$name.pid" && curl -fsS -m 2 "http://$addr/healthz" >/dev/null 2>&1; then
+            return 0
+        fi
+        pidfile_running "$dir/$name.supervisor.pid" "$SUPERVISOR" || return 1
+        sleep 0.2
+    done
+    return 1
+}
+
+# Stops the supervisors (which stop their workers) of the given workers, in parallel, then any
+# worker left over (a supervisor that was killed, or a worker started without one).
+stop_supervised() {
+    local dir="$STACK_DIR/workers" name spid pids=() i
+    for name in "$@"; do
+        if pidfile_running "$dir/$name.supervisor.pid" "$SUPERVISOR"; then
+            spid=$(cat "$dir/$name.supervisor.pid")
+            log "stopping $name and its supervisor (pid $spid)"
+            kill -TERM "$spid" 2>/dev/null || true
+            pids+=("$spid")
+        fi
+    done
+    for spid in "${pids[@]}"; do
+        for i in $(seq 1 $(((SUPERVISE_STOP_TIMEOUT + 5) * 5))); do
+            pid_running "$spid" || break
+            sleep 0.2
+        done
+        if pid_running "$spid"; then
+            log "supervisor pid $spid did not stop; killing it"
+            kill -9 "$spid" 2>/dev/null || true
+        fi
+    done
+    for name in "$@"; do
+        rm -f "$dir/$name.supervisor.pid"
+        stop_pidfile "$dir/$name.pid" "$name" "$SUPERVISE_STOP_TIMEOUT"
+    done
 }
 
 # Brings up what is missing. Uses DATABASE_URL / KAFKA_BROKERS when set instead.
@@ -262,7 +382,12 @@ stack_down() {
     : "${STACK_NAME:?}"
     STACK_DIR="$REPO_ROOT/.stack/$STACK_NAME"
     [ -d "$STACK_DIR" ] || return 0
-    local pidfile
+    local pidfile names=()
+    for pidfile in "$STACK_DIR"/workers/*.supervisor.pid; do
+        [ -e "$pidfile" ] || continue
+        names+=("$(basename "$pidfile" .supervisor.pid)")
+    done
+    [ ${#names[@]} = 0 ] || stop_supervised "${names[@]}"
     for pidfile in "$STACK_DIR"/workers/*.pid; do
         [ -e "$pidfile" ] || continue
         stop_pidfile "$pidfile" "$(basename "$pidfile" .pid)"
