@@ -123,35 +123,33 @@ async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Re
     shared::db::migrate(&pool).await?;
 
     let log = base.join("cdc-reader.log");
-    let mut cdc = Command::new(&cdc_bin)
-        .args([
-            "--database-url",
-            &url,
-            "--kafka-brokers",
-            &brokers,
-            "--topic-prefix",
-            &run,
-        ])
-        .args([
-            "--slot",
-            &run,
-            "--tables",
-            "public.image_assets",
-            "--topic-partitions",
-            "6",
-        ])
-        .args([
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--status-interval",
-            "1s",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .with_context(|| format!("starting {cdc_bin}"))?;
+    // Killed when dropped, on every way out of this function; the URL (with its password)
+    // goes through the environment, not the command line.
+    let mut cdc = shared::testkit::private::KillOnDrop(
+        Command::new(&cdc_bin)
+            .env("DATABASE_URL", &url)
+            .args(["--kafka-brokers", &brokers, "--topic-prefix", &run])
+            .args([
+                "--slot",
+                &run,
+                "--tables",
+                "public.image_assets",
+                "--topic-partitions",
+                "6",
+            ])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--status-interval",
+                "1s",
+                "--log-format",
+                "json",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {cdc_bin}"))?,
+    );
 
     let config = asset_worker::Config {
         postgres,

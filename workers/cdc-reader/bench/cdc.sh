@@ -60,7 +60,7 @@ bench_cdc() {
         log "$label: cdc-reader from the slot to broker-acknowledged records"
         local t0 t1 status=0
         t0=$(date +%s.%N)
-        /usr/bin/time -v -o "$work/time-$label.txt" "$reader" --database-url "$db_url" --kafka-brokers "$KAFKA_BROKERS" \
+        DATABASE_URL="$db_url" /usr/bin/time -v -o "$work/time-$label.txt" "$reader" --kafka-brokers "$KAFKA_BROKERS" \
             --slot "$slot_reader" --snapshot never --stop-at-lsn "$end_lsn" --heartbeat-interval 0 \
             --topic-prefix "bench$suffix" --metrics-addr 127.0.0.1:0 --log-format json --log warn,cdc_reader::replication=info \
             2>"$work/reader-$label.log" || status=$?
