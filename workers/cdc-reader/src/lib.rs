@@ -100,6 +100,8 @@ struct Reader {
     lock_options: PgConnectOptions,
     publisher: Arc<Publisher>,
     routes: Routes,
+    /// Sessions started so far.
+    sessions: std::sync::atomic::AtomicU32,
 }
 
 impl Reader {
@@ -172,6 +174,7 @@ impl Reader {
             lock_options,
             publisher,
             routes,
+            sessions: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -275,10 +278,20 @@ impl Reader {
     async fn lead(&self, leadership: &leader::Leadership) -> Result<SessionEnd, Error> {
         let lost = &leadership.lost;
         let slot = &self.config.slot;
-        // A broker that came back empty has lost the topics too: create what is missing.
-        shared::kafka::ensure_topics(&self.config.kafka, &topic_specs(&self.config, &self.routes))
+        // A broker that came back empty has lost the topics too: after a failed session,
+        // create what is missing (the first session's topics were created at start).
+        if self
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            shared::kafka::ensure_topics(
+                &self.config.kafka,
+                &topic_specs(&self.config, &self.routes),
+            )
             .await
             .map_err(Error::kafka("creating topics"))?;
+        }
         let mut conn =
             ReplicationConnection::connect(&self.params, self.config.postgres.connect_timeout)
                 .await
