@@ -49,6 +49,14 @@ pub struct Config {
     #[arg(long = "flush-interval", env = "ANALYZER_FLUSH_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
     pub flush_interval: Duration,
 
+    /// Topic of the result events (one per analyzed row, errors included).
+    #[arg(
+        long = "results-topic",
+        env = "ANALYZER_RESULTS_TOPIC",
+        default_value = shared::topics::ANALYSIS_TOPIC
+    )]
+    pub results_topic: String,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long = "metrics-addr", env = "METRICS_ADDR", default_value = "127.0.0.1:9102", value_parser = parse_listen_addr)]
     pub metrics_addr: SocketAddr,

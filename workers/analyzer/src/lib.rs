@@ -20,7 +20,7 @@ use std::sync::Arc;
 use shared::consume::{self, Settings};
 use shared::health::{self, Health};
 use shared::shutdown::Shutdown;
-use shared::topics::{dlq_topic, ANALYSIS_TOPIC};
+use shared::topics::dlq_topic;
 
 pub use config::Config;
 
@@ -60,7 +60,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let dlq = dlq_topic(&topic);
     let batch_size = config.batch_size.max(1);
     let write_concurrency = usize::from(config.write_concurrency);
-    let mut settings = Settings::new("analyzer", &config.group_id, ANALYSIS_TOPIC, &dlq);
+    let mut settings = Settings::new("analyzer", &config.group_id, &config.results_topic, &dlq);
     settings.batch_size = batch_size;
     settings.flush_interval = config.flush_interval;
     settings.write_concurrency = write_concurrency;

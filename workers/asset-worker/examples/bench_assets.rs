@@ -175,6 +175,7 @@ async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Re
         file_timeout: Duration::from_secs(30),
         workers: threads,
         queue_depth: 64,
+        results_topic: shared::topics::ENRICHED_TOPIC.to_owned(),
         metrics_addr: "127.0.0.1:0".parse()?,
     };
     let shutdown = Shutdown::new();

@@ -63,6 +63,14 @@ pub struct Config {
     #[arg(long = "queue-depth", env = "ASSET_QUEUE_DEPTH", default_value_t = 64)]
     pub queue_depth: usize,
 
+    /// Topic of the result events (one per enriched row, errors included).
+    #[arg(
+        long = "results-topic",
+        env = "ASSET_RESULTS_TOPIC",
+        default_value = shared::topics::ENRICHED_TOPIC
+    )]
+    pub results_topic: String,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long = "metrics-addr", env = "METRICS_ADDR", default_value = "127.0.0.1:9103", value_parser = parse_listen_addr)]
     pub metrics_addr: SocketAddr,

@@ -31,7 +31,7 @@ use anyhow::Context;
 use shared::consume::{self, Settings as RuntimeSettings};
 use shared::health::{self, Health};
 use shared::shutdown::Shutdown;
-use shared::topics::{dlq_topic, ENRICHED_TOPIC};
+use shared::topics::dlq_topic;
 use tokio::sync::Semaphore;
 
 pub use config::Config;
@@ -81,7 +81,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         queue_depth = config.queue_depth,
         "asset worker ready"
     );
-    let mut settings = RuntimeSettings::new("asset-worker", &config.group_id, ENRICHED_TOPIC, &dlq);
+    let mut settings = RuntimeSettings::new(
+        "asset-worker",
+        &config.group_id,
+        &config.results_topic,
+        &dlq,
+    );
     settings.batch_size = config.batch_size;
     settings.flush_interval = config.flush_interval;
     settings.prepare_concurrency = config.queue_depth;

@@ -98,7 +98,26 @@ impl Harness {
             }
         })
         .await;
+        // A result topic of its own: reading it back never means reading other tests' results.
+        shared::kafka::ensure_topics(
+            &harness.kafka,
+            &[shared::kafka::TopicSpec {
+                name: harness.results_topic(),
+                partitions: 3,
+                configs: Vec::new(),
+            }],
+        )
+        .await
+        .unwrap();
         harness
+    }
+
+    fn results_topic(&self) -> String {
+        format!(
+            "{}.{}",
+            self.kafka.topic_prefix,
+            shared::topics::ENRICHED_TOPIC
+        )
     }
 
     fn cdc_topic(&self) -> String {
@@ -133,6 +152,7 @@ impl Harness {
             file_timeout: Duration::from_secs(20),
             workers: 2,
             queue_depth: 32,
+            results_topic: self.results_topic(),
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
         }
     }
@@ -180,7 +200,7 @@ impl Harness {
         let wanted: std::collections::HashSet<String> = ids.iter().map(Uuid::to_string).collect();
         let events = shared::testkit::read_events_by_id(
             &self.env.kafka_brokers,
-            &[shared::topics::ENRICHED_TOPIC],
+            &[&self.results_topic()],
             Duration::from_secs(120),
             |seen| wanted.iter().all(|id| seen.contains_key(id)),
         )
@@ -261,6 +281,8 @@ impl Harness {
                 &self.kafka.topic_prefix,
                 "--group-id",
                 group,
+                "--results-topic",
+                &self.results_topic(),
             ])
             .args(["--assets-root", self.root.to_str().unwrap()])
             .args([
@@ -565,7 +587,7 @@ async fn enriches_every_format_and_rejects_bad_files() {
     let total = all.len() + 1;
     let ours: Vec<String> = all.iter().map(Uuid::to_string).collect();
     let results = h
-        .read_topic(shared::topics::ENRICHED_TOPIC, total, |v| {
+        .read_topic(&h.results_topic(), total, |v| {
             ours.iter().any(|id| v["asset_id"] == id.as_str())
         })
         .await;

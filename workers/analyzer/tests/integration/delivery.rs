@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::testkit::private::{PrivateBroker, PrivateCluster};
 use shared::testkit::{read_events_by_id, unique_name, wait_for, TestEnv};
-use shared::topics::ANALYSIS_TOPIC;
 use uuid::Uuid;
 
 use crate::pipeline::{births, free_port, metric, Stack};
@@ -59,9 +58,10 @@ pub async fn assert_every_row_has_its_event(stack: &Stack, ids: &[Uuid]) {
                 && newest["input"]["fingerprint"].as_str() == fingerprint.as_deref()
         })
     };
+    let topic = stack.results_topic();
     let events = read_events_by_id(
         &stack.env.kafka_brokers,
-        &[ANALYSIS_TOPIC],
+        &[&topic],
         Duration::from_secs(120),
         |seen| {
             expected
@@ -76,7 +76,7 @@ pub async fn assert_every_row_has_its_event(stack: &Stack, ids: &[Uuid]) {
         .collect();
     assert!(
         missing.is_empty(),
-        "{} of {} analyzed profiles have no event on {ANALYSIS_TOPIC}: {:?}…",
+        "{} of {} analyzed profiles have no event on {topic}: {:?}…",
         missing.len(),
         ids.len(),
         &missing[..missing.len().min(5)]
@@ -441,9 +441,10 @@ async fn rows_the_analyzer_cannot_process_never_stay_pending() {
         assert_eq!(letter["error"]["kind"], "decode");
         assert_eq!(letter["profile_id"], id.to_string());
     }
+    let topic = stack.results_topic();
     let events = read_events_by_id(
         &stack.env.kafka_brokers,
-        &[ANALYSIS_TOPIC],
+        &[&topic],
         Duration::from_secs(120),
         |seen| {
             [bc, infinite, huge]

@@ -11,6 +11,28 @@ mod worker;
 
 use shared::testkit::TestEnv;
 
+/// The result topic of a test's analyzers: one per topic prefix, so that reading it back does
+/// not mean reading every other test's results.
+pub fn results_topic(prefix: &str) -> String {
+    format!("{prefix}.{}", shared::topics::ANALYSIS_TOPIC)
+}
+
+/// The pipeline's topics for `prefix`, the test's result topic among them.
+pub fn test_topics(prefix: &str) -> Vec<shared::kafka::TopicSpec> {
+    let mut topics = shared::topics::pipeline_topics(prefix, 3);
+    if let Some(results) = topics
+        .iter()
+        .find(|t| t.name == shared::topics::ANALYSIS_TOPIC)
+        .cloned()
+    {
+        topics.push(shared::kafka::TopicSpec {
+            name: results_topic(prefix),
+            ..results
+        });
+    }
+    topics
+}
+
 /// Flags of an analyzer on `database_url` and this environment's broker, in consumer group
 /// `group`, with the test environment's quick group timings and a 20 ms flush.
 pub fn analyzer_args(env: &TestEnv, database_url: &str, prefix: &str, group: &str) -> Vec<String> {
@@ -30,6 +52,8 @@ pub fn analyzer_args(env: &TestEnv, database_url: &str, prefix: &str, group: &st
         &format!("{}ms", consumer.session_timeout.as_millis()),
         "--flush-interval",
         "20ms",
+        "--results-topic",
+        &results_topic(prefix),
     ]
     .into_iter()
     .map(str::to_owned)

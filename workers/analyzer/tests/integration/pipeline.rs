@@ -10,7 +10,6 @@ use clap::Parser;
 use serde_json::Value;
 use shared::shutdown::Shutdown;
 use shared::testkit::{unique_name, wait_for, TestDatabase, TestEnv};
-use shared::topics::pipeline_topics;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -83,7 +82,7 @@ impl Stack {
     }
 
     async fn create_topics(env: &TestEnv, prefix: &str) {
-        shared::kafka::ensure_topics(&env.kafka(prefix), &pipeline_topics(prefix, 3))
+        shared::kafka::ensure_topics(&env.kafka(prefix), &crate::test_topics(prefix))
             .await
             .unwrap();
     }
@@ -137,6 +136,11 @@ impl Stack {
         self.reader_shutdown = shutdown;
         self.reader = reader;
         self.wait_reader_streaming().await;
+    }
+
+    /// The result topic of this stack's analyzers.
+    pub fn results_topic(&self) -> String {
+        crate::results_topic(&self.prefix)
     }
 
     /// Flags of an analyzer for this stack.

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use shared::kafka::{consumer_config, ensure_topics, producer_config};
 use shared::shutdown::Shutdown;
 use shared::testkit::{unique_name, wait_for, TestDatabase, TestEnv};
-use shared::topics::pipeline_topics;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -94,7 +93,7 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
     let db = env.database("analyzer").await;
     let prefix = unique_name("t");
     let kafka = env.kafka(&prefix);
-    ensure_topics(&kafka, &pipeline_topics(&prefix, 2))
+    ensure_topics(&kafka, &crate::test_topics(&prefix))
         .await
         .unwrap();
     let topic = kafka.cdc_topic("public", "saju_profiles");
@@ -242,7 +241,7 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
             .create()
             .unwrap();
     results
-        .subscribe(&[shared::topics::ANALYSIS_TOPIC])
+        .subscribe(&[&crate::results_topic(&prefix)])
         .unwrap();
     let mut seen: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     while !(seen.contains_key(&solar.to_string()) && seen.contains_key(&too_old.to_string())) {

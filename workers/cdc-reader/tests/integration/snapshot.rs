@@ -126,8 +126,13 @@ async fn a_deposed_leader_cannot_mark_the_snapshot_complete() {
     // Deposed: its lock session ended.
     lock.close().await.unwrap();
     let refused = cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await;
-    assert!(matches!(refused, Err(cdc_reader::Error::LeadershipLost)), "{refused:?}");
-    assert!(!cdc_reader::slot::snapshot_done(&db.pool, &slot).await.unwrap());
+    assert!(
+        matches!(refused, Err(cdc_reader::Error::LeadershipLost)),
+        "{refused:?}"
+    );
+    assert!(!cdc_reader::slot::snapshot_done(&db.pool, &slot)
+        .await
+        .unwrap());
     // The leader: marked, and marking again is harmless.
     let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let (_, pid): (bool, i32) =
@@ -136,10 +141,18 @@ async fn a_deposed_leader_cannot_mark_the_snapshot_complete() {
             .fetch_one(&mut lock)
             .await
             .unwrap();
-    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await.unwrap();
-    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await.unwrap();
-    assert!(cdc_reader::slot::snapshot_done(&db.pool, &slot).await.unwrap());
-    cdc_reader::slot::clear_snapshot_marker(&db.pool, &slot).await.unwrap();
+    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid)
+        .await
+        .unwrap();
+    cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid)
+        .await
+        .unwrap();
+    assert!(cdc_reader::slot::snapshot_done(&db.pool, &slot)
+        .await
+        .unwrap());
+    cdc_reader::slot::clear_snapshot_marker(&db.pool, &slot)
+        .await
+        .unwrap();
     lock.close().await.unwrap();
     db.drop_database().await;
 }
