@@ -93,8 +93,8 @@ start_postgres() {
 # --- pipeline stack ---
 listen_addresses = '127.0.0.1'
 wal_level = logical
-max_replication_slots = 32
-max_wal_senders = 32
+max_replication_slots = 64
+max_wal_senders = 64
 max_connections = 200
 shared_buffers = 256MB
 wal_sender_timeout = 60s
