@@ -109,7 +109,7 @@ SQL
             year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
             day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
             analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
-            analysis_version = 1, analysis_input = r.analysis_input, analyzed_at = now()
+            analysis_version = 2, analysis_input = r.analysis_input, analyzed_at = now()
         FROM bench_results r WHERE p.id = r.id"
     s1=$(date +%s.%N)
     local sql_rate

@@ -16,6 +16,7 @@ use crate::interactions::Interactions;
 use crate::luck::Luck;
 use crate::lunar::LunarDate;
 use crate::pillars::{Birth, Gender, Options, Pillars};
+use crate::stars::{self, Stars};
 use crate::tables::{Element, GANJI, HIDDEN_STEMS};
 
 /// One of the ten gods (십신): how a stem relates to the day master.
@@ -111,6 +112,66 @@ pub struct Analysis {
     pub interactions: Interactions,
     /// Luck pillars.
     pub luck: Luck,
+    /// 12운성 of the day stem on each pillar's branch (0 = 장생 … 11 = 양).
+    pub twelve_stages: [u8; 4],
+    /// 12운성 of each pillar's own stem on its branch (좌법).
+    pub twelve_stages_self: [u8; 4],
+    /// 12신살 (by the year and the day branch) and the common 신살.
+    pub stars: Stars,
+    /// The day master's strength (신강/신약).
+    pub strength: Strength,
+}
+
+/// The day master's strength (신강/신약): the share of the chart's element weight (the
+/// weights of the scores: stems 1, branches 1, the month branch 2, a branch shared among its
+/// hidden stems by their 월률분야 days) that supports it — its own element (비겁) and the
+/// element generating it (인성).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strength {
+    /// Supporting weight in units of 1/[`WEIGHT_UNITS`].
+    pub support_units: u16,
+    /// 득령: the month branch's main hidden stem supports the day master.
+    pub deuk_ryeong: bool,
+    /// 득지: the day branch's main hidden stem supports the day master.
+    pub deuk_ji: bool,
+}
+
+/// Support share (percent) at or above which the verdict is 신강.
+pub const STRONG_FROM: u32 = 55;
+/// Support share (percent) at or below which the verdict is 신약; between the two, 중화.
+pub const WEAK_TO: u32 = 45;
+
+impl Strength {
+    fn compute(day_stem: u8, codes: &[u8; 8], element_units: &[u16; 5]) -> Strength {
+        let own = GANJI[usize::from(day_stem)].element;
+        let mother = Element::ALL[(own as usize + 4) % 5];
+        let supports = |code: u8| {
+            let e = GANJI[usize::from(HIDDEN_STEMS[usize::from(code - 10)].main())].element;
+            e == own || e == mother
+        };
+        Strength {
+            support_units: element_units[own as usize] + element_units[mother as usize],
+            deuk_ryeong: supports(codes[3]),
+            deuk_ji: supports(codes[5]),
+        }
+    }
+
+    /// The support share in hundredths of a percent.
+    pub fn score_centi(&self) -> u32 {
+        (u32::from(self.support_units) * 10_000 + WEIGHT_UNITS / 2) / WEIGHT_UNITS
+    }
+
+    /// `신강` (support ≥ 55 %), `신약` (≤ 45 %) or `중화`.
+    pub fn verdict(&self) -> &'static str {
+        let centi = self.score_centi();
+        if centi >= STRONG_FROM * 100 {
+            "신강"
+        } else if centi <= WEAK_TO * 100 {
+            "신약"
+        } else {
+            "중화"
+        }
+    }
 }
 
 impl Analysis {
@@ -170,7 +231,41 @@ impl Analysis {
             ten_gods,
             interactions: Interactions::find(&codes),
             luck: Luck::compute(&pillars, gender),
+            twelve_stages: [1, 3, 5, 7].map(|i| stars::twelve_stage(day_stem, codes[i])),
+            twelve_stages_self: [0, 2, 4, 6].map(|i| stars::twelve_stage(codes[i], codes[i + 1])),
+            stars: Stars::find(&codes),
+            strength: Strength::compute(day_stem, &codes, &element_units),
         }
+    }
+
+    /// The empty branches (공망) of the day pillar's decade.
+    pub fn gongmang_day(&self) -> [u8; 2] {
+        let c = self.pillars.codes;
+        stars::gongmang(c[4], c[5])
+    }
+
+    /// The empty branches (공망) of the year pillar's decade.
+    pub fn gongmang_year(&self) -> [u8; 2] {
+        let c = self.pillars.codes;
+        stars::gongmang(c[0], c[1])
+    }
+
+    /// The 납음 of each pillar (year, month, day, hour).
+    pub fn napeum(&self) -> [&'static stars::Napeum; 4] {
+        let c = self.pillars.codes;
+        [0, 2, 4, 6].map(|i| stars::napeum(c[i], c[i + 1]))
+    }
+
+    /// 태원 (胎元), as `[stem, branch]`.
+    pub fn tae_won(&self) -> [u8; 2] {
+        let c = self.pillars.codes;
+        stars::tae_won(c[2], c[3])
+    }
+
+    /// 명궁 (命宮), as `[stem, branch]`.
+    pub fn myeong_gung(&self) -> [u8; 2] {
+        let c = self.pillars.codes;
+        stars::myeong_gung(c[0], c[3], c[7])
     }
 
     /// The eight codes.

@@ -12,7 +12,7 @@
 //!
 //! `birth` is an instant; `date` + `time` and `lunar` + `time` are readings of the
 //! `--zone` civil clock. Each input line gives exactly one output line, in order: the
-//! document, or `{"version":1,"error":"…"}` for a line that cannot be charted. Memory stays
+//! document, or `{"version":2,"error":"…"}` for a line that cannot be charted. Memory stays
 //! constant whatever the input size (lines over 1 MiB are rejected as errors), and output
 //! is flushed before each read that may block, so the command also works as a
 //! request/response filter over a pipe.

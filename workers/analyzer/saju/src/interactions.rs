@@ -5,9 +5,12 @@
 //! three-member group (삼합, 방합, 삼형) when all three do, and is reported as partial
 //! (`complete = false`, e.g. a 반합) when exactly two of its three members appear. A
 //! combination between two members (천간합, 지지육합) is contested (쟁합) when one member
-//! appears once and the other at two or more positions.
+//! appears once and the other at two or more positions. A partial 삼합 records whether its
+//! 왕지 (the middle member: 자, 묘, 오, 유) is among the two (`with_wangji`): most texts count
+//! a 반합 only with it. A 자형 (진진, 오오, 유유, 해해: a group of one member) is present when
+//! its branch stands at two pillars or more.
 
-use crate::tables::{InteractionGroup, INTERACTION_GROUPS};
+use crate::tables::{Category, InteractionGroup, INTERACTION_GROUPS};
 
 /// Pillar names in position order.
 pub const PILLAR_NAMES: [&str; 4] = ["year", "month", "day", "hour"];
@@ -25,6 +28,8 @@ pub struct Interaction {
     /// 쟁합: a two-member combination where one member appears once and the other twice
     /// or more.
     pub contested: bool,
+    /// For a 삼합: whether its 왕지 is present (always true when complete).
+    pub with_wangji: bool,
 }
 
 impl Interaction {
@@ -63,6 +68,7 @@ struct Found {
     positions: u8,
     complete: bool,
     contested: bool,
+    with_wangji: bool,
 }
 
 /// The interactions of one chart, without allocating.
@@ -90,8 +96,21 @@ impl Interactions {
         };
         for (index, (&mask, group)) in MEMBER_MASKS.iter().zip(&INTERACTION_GROUPS).enumerate() {
             let hit = present & mask;
-            let found = hit.count_ones();
-            if found < 2 {
+            if group.members.len() == 1 {
+                // 자형: the one member at two pillars or more.
+                let pillars = at[group.members[0] as usize];
+                if pillars.count_ones() >= 2 {
+                    out.push(Found {
+                        group: index as u8,
+                        positions: pillars,
+                        complete: true,
+                        contested: false,
+                        with_wangji: false,
+                    });
+                }
+                continue;
+            }
+            if hit.count_ones() < 2 {
                 continue;
             }
             // Two of two, three of three, or two of three (partial).
@@ -107,17 +126,24 @@ impl Interactions {
                 let b = at[group.members[1] as usize].count_ones();
                 a.min(b) == 1 && a.max(b) >= 2
             };
-            if usize::from(out.len) < CAPACITY {
-                out.items[usize::from(out.len)] = Found {
-                    group: index as u8,
-                    positions,
-                    complete,
-                    contested,
-                };
-                out.len += 1;
-            }
+            let with_wangji = matches!(group.category, Category::TripleCombination)
+                && present >> group.members[1] & 1 == 1;
+            out.push(Found {
+                group: index as u8,
+                positions,
+                complete,
+                contested,
+                with_wangji,
+            });
         }
         out
+    }
+
+    fn push(&mut self, found: Found) {
+        if usize::from(self.len) < CAPACITY {
+            self.items[usize::from(self.len)] = found;
+            self.len += 1;
+        }
     }
 
     /// All interactions found, ordered by group id.
@@ -129,16 +155,23 @@ impl Interactions {
                 positions: f.positions,
                 complete: f.complete,
                 contested: f.contested,
+                with_wangji: f.with_wangji,
             })
     }
 
     /// Index into [`INTERACTION_GROUPS`] of each interaction, with its pillar bits and
-    /// flags `(index, positions, complete, contested)`, for writers that keep per-group
-    /// tables.
-    pub fn raw(&self) -> impl Iterator<Item = (usize, u8, bool, bool)> + '_ {
-        self.items[..usize::from(self.len)]
-            .iter()
-            .map(|f| (usize::from(f.group), f.positions, f.complete, f.contested))
+    /// flags `(index, positions, complete, contested, with_wangji)`, for writers that keep
+    /// per-group tables.
+    pub fn raw(&self) -> impl Iterator<Item = (usize, u8, bool, bool, bool)> + '_ {
+        self.items[..usize::from(self.len)].iter().map(|f| {
+            (
+                usize::from(f.group),
+                f.positions,
+                f.complete,
+                f.contested,
+                f.with_wangji,
+            )
+        })
     }
 
     /// Ids of the complete groups, ordered (what the `groups` array holds).
@@ -210,5 +243,32 @@ mod tests {
             .collect();
         assert_eq!(complete, [703]);
         assert_eq!(partial, [401, 504]);
+        // 해묘 holds 묘, the 왕지 of 해묘미.
+        assert!(
+            found
+                .iter()
+                .find(|i| i.group.id == 401)
+                .unwrap()
+                .with_wangji
+        );
+    }
+
+    #[test]
+    fn self_punishment_needs_the_branch_twice_and_a_half_combination_its_wangji() {
+        // Branches 진 인 진 술 (stems 갑): 진진자형 at year and day; 인술 of 인오술 without 오.
+        let codes = [0, 14, 2, 12, 0, 14, 2, 20];
+        let found = Interactions::find(&codes);
+        let jahyeong = found.iter().find(|i| i.group.id == 704).unwrap();
+        assert!(jahyeong.complete);
+        assert_eq!(
+            jahyeong.position_names().collect::<Vec<_>>(),
+            ["year", "day"]
+        );
+        assert!(found.has_group(704));
+        let half = found.iter().find(|i| i.group.id == 402).unwrap();
+        assert!(!half.complete && !half.with_wangji);
+        // One 오 alone is no 자형.
+        let codes = [0, 16, 2, 12, 0, 14, 2, 20];
+        assert!(!Interactions::find(&codes).has_group(705));
     }
 }

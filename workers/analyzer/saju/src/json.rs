@@ -1,10 +1,11 @@
 //! The `analysis_result` document: one JSON object per chart, written by hand into a
 //! caller-owned buffer (no intermediate values, no allocation beyond the buffer growing).
 //!
-//! Shape (version 1; keys always present unless noted):
+//! Shape (version 2; keys always present unless noted; 삼합 entries of `interactions` also
+//! carry `with_wangji`):
 //!
 //! ```text
-//! {"version":1,
+//! {"version":2,
 //!  "codes":[ys,yb,ms,mb,ds,db,hs,hb],          schema codes: stems 0–9, branches 10–21
 //!  "ganji":["갑진","병인","무술","신유"],        year, month, day, hour
 //!  "solar_date":"2024-02-04",                   civil date of birth in the zone
@@ -23,6 +24,13 @@
 //!  "interactions":[{"group":102,"category":"천간합","name":"을경합금",
 //!                   "positions":["year","hour"],"complete":true,"contested":false},...],
 //!  "groups":[102,601],                          ids of the complete interactions
+//!  "twelve_stages":{"year":{"index":0,"name":"장생"},"month":..,"day":..,"hour":..},
+//!  "twelve_stages_self":{...},                  each pillar's own stem on its branch
+//!  "gongmang":{"day":[20,21],"year":[18,19],"day_hits":["hour"],"year_hits":[]},
+//!  "napeum":{"year":{"name":"해중금","hanja":"海中金","element":"metal"},...},
+//!  "sinsal":[{"name":"역마살","hanja":"驛馬殺","basis":"day_branch","positions":["hour"]},...],
+//!  "strength":{"verdict":"신강","score":57.41,"deuk_ryeong":true,"deuk_ji":false},
+//!  "tae_won":{"codes":[3,15],"ganji":"정사"},"myeong_gung":{"codes":[..],"ganji":".."},
 //!  "luck":{"direction":"forward","start_age":3,"start_years":3.42,
 //!          "pillars":[{"age":3,"codes":[3,13],"ganji":"정묘"},...]},
 //!  "options":{"zone":"Asia/Seoul","day_boundary":"midnight","solar_time":"none",
@@ -34,14 +42,15 @@
 
 use std::sync::OnceLock;
 
-use crate::analysis::{Analysis, TenGod, WEIGHT_UNITS};
+use crate::analysis::{Analysis, Strength, TenGod, WEIGHT_UNITS};
 use crate::interactions::PILLAR_NAMES;
 use crate::luck::{Direction, LUCK_PILLARS};
 use crate::pillars::Gender;
-use crate::tables::{GANJI, GANJI_60, HIDDEN_STEMS, INTERACTION_GROUPS};
+use crate::stars::{self, Stars, NAPEUM, TWELVE_STAGES};
+use crate::tables::{Category, GANJI, GANJI_60, HIDDEN_STEMS, INTERACTION_GROUPS};
 
 /// Version of the document shape; bump on any incompatible change.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const TEN_GOD_KEYS: [&str; 8] = [
     "year_stem",
@@ -114,9 +123,9 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends `{"version":1,"error":"<message>"}` (the output for input that failed).
+/// Appends `{"version":2,"error":"<message>"}` (the output for input that failed).
 pub fn write_error(out: &mut Vec<u8>, message: &str) {
-    raw(out, "{\"version\":1,\"error\":");
+    raw(out, "{\"version\":2,\"error\":");
     write_string(out, message);
     out.push(b'}');
 }
@@ -182,6 +191,18 @@ struct Fragments {
     positions: Vec<Frag<32>>,
     /// `{"code":…,"name":"…","element":"…","yin_yang":"…"}` per stem.
     day_master: Vec<Frag<80>>,
+    /// `{"index":…,"name":"…"}` per (stem × 12 + branch index): the stem's 12운성 there.
+    stage: Vec<Frag<40>>,
+    /// `{"name":"…","hanja":"…","element":"…"}` per 납음.
+    napeum: Vec<Frag<80>>,
+    /// `[b1,b2]` (the 공망) per cycle position.
+    gongmang: Vec<Frag<8>>,
+    /// `{"name":"…","hanja":"…","basis":"…","positions":[` per star kind.
+    star_head: Vec<Frag<112>>,
+    /// `{"codes":[s,b],"ganji":"…"}` per cycle position.
+    pillar: Vec<Frag<40>>,
+    /// `{"verdict":"…","score":…` per supporting weight in units (0..=270).
+    strength: Vec<Frag<48>>,
 }
 
 impl Fragments {
@@ -330,6 +351,86 @@ impl Fragments {
                 })
             })
             .collect();
+        let stage = (0..120u8)
+            .map(|i| {
+                Frag::build(|out| {
+                    let index = stars::twelve_stage(i / 12, 10 + i % 12);
+                    raw(out, "{\"index\":");
+                    int(out, index);
+                    raw(out, ",\"name\":\"");
+                    raw(out, TWELVE_STAGES[usize::from(index)]);
+                    raw(out, "\"}");
+                })
+            })
+            .collect();
+        let napeum = NAPEUM
+            .iter()
+            .map(|n| {
+                Frag::build(|out| {
+                    raw(out, "{\"name\":\"");
+                    raw(out, n.name);
+                    raw(out, "\",\"hanja\":\"");
+                    raw(out, n.hanja);
+                    raw(out, "\",\"element\":\"");
+                    raw(out, n.element);
+                    raw(out, "\"}");
+                })
+            })
+            .collect();
+        let gongmang = (0..60u8)
+            .map(|pos| {
+                Frag::build(|out| {
+                    let [a, b] = stars::gongmang(pos % 10, 10 + pos % 12);
+                    out.push(b'[');
+                    int(out, a);
+                    out.push(b',');
+                    int(out, b);
+                    out.push(b']');
+                })
+            })
+            .collect();
+        let star_head = (0..Stars::KINDS as u8)
+            .map(|kind| {
+                let star = Stars::star(kind);
+                Frag::build(|out| {
+                    raw(out, "{\"name\":\"");
+                    raw(out, star.name);
+                    raw(out, "\",\"hanja\":\"");
+                    raw(out, star.hanja);
+                    raw(out, "\",\"basis\":\"");
+                    raw(out, star.basis.key());
+                    raw(out, "\",\"positions\":[");
+                })
+            })
+            .collect();
+        let pillar = (0..60u8)
+            .map(|pos| {
+                Frag::build(|out| {
+                    raw(out, "{\"codes\":[");
+                    int(out, pos % 10);
+                    out.push(b',');
+                    int(out, 10 + pos % 12);
+                    raw(out, "],\"ganji\":\"");
+                    raw(out, GANJI_60[pos as usize]);
+                    raw(out, "\"}");
+                })
+            })
+            .collect();
+        let strength = (0..=WEIGHT_UNITS as u16)
+            .map(|units| {
+                let s = Strength {
+                    support_units: units,
+                    deuk_ryeong: false,
+                    deuk_ji: false,
+                };
+                Frag::build(|out| {
+                    raw(out, "{\"verdict\":\"");
+                    raw(out, s.verdict());
+                    raw(out, "\",\"score\":");
+                    centi(out, i64::from(s.score_centi()));
+                })
+            })
+            .collect();
         Fragments {
             code_pair,
             ganji,
@@ -341,6 +442,12 @@ impl Fragments {
             group_head,
             positions,
             day_master,
+            stage,
+            napeum,
+            gongmang,
+            star_head,
+            pillar,
+            strength,
         }
     }
 }
@@ -349,11 +456,11 @@ impl Fragments {
 pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     let f = Fragments::get();
     // Enough for any document plus fragment padding: no reallocation mid-way.
-    out.reserve(4096);
+    out.reserve(8192);
     let p = &a.pillars;
     let codes = p.codes;
     let cycle = p.cycle_positions();
-    raw(out, "{\"version\":1,\"codes\":[");
+    raw(out, "{\"version\":2,\"codes\":[");
     for (i, &pos) in cycle.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -471,7 +578,9 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     f.hidden[usize::from(codes[7] - 10) * 10 + usize::from(day_stem)].put(out);
 
     raw(out, "},\"interactions\":[");
-    for (i, (index, positions, complete, contested)) in a.interactions.raw().enumerate() {
+    for (i, (index, positions, complete, contested, with_wangji)) in
+        a.interactions.raw().enumerate()
+    {
         if i > 0 {
             out.push(b',');
         }
@@ -480,12 +589,23 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         raw(
             out,
             match (complete, contested) {
-                (true, true) => "],\"complete\":true,\"contested\":true}",
-                (true, false) => "],\"complete\":true,\"contested\":false}",
-                (false, true) => "],\"complete\":false,\"contested\":true}",
-                (false, false) => "],\"complete\":false,\"contested\":false}",
+                (true, true) => "],\"complete\":true,\"contested\":true",
+                (true, false) => "],\"complete\":true,\"contested\":false",
+                (false, true) => "],\"complete\":false,\"contested\":true",
+                (false, false) => "],\"complete\":false,\"contested\":false",
             },
         );
+        if INTERACTION_GROUPS[index].category == Category::TripleCombination {
+            raw(
+                out,
+                if with_wangji {
+                    ",\"with_wangji\":true"
+                } else {
+                    ",\"with_wangji\":false"
+                },
+            );
+        }
+        out.push(b'}');
     }
     raw(out, "],\"groups\":[");
     for (i, id) in a.interactions.complete_ids().enumerate() {
@@ -495,12 +615,14 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
         int(out, id);
     }
 
+    write_stars(a, f, &cycle, out);
+
     let luck = &a.luck;
     raw(
         out,
         match luck.direction {
-            Direction::Forward => "],\"luck\":{\"direction\":\"forward\",\"start_age\":",
-            Direction::Backward => "],\"luck\":{\"direction\":\"backward\",\"start_age\":",
+            Direction::Forward => ",\"luck\":{\"direction\":\"forward\",\"start_age\":",
+            Direction::Backward => ",\"luck\":{\"direction\":\"backward\",\"start_age\":",
         },
     );
     int(out, luck.start_age);
@@ -536,6 +658,69 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     raw(out, "}}");
 }
 
+/// From the closing `]` of `groups` to the end of `myeong_gung`: 12운성, 공망, 납음, 신살,
+/// strength, 태원 and 명궁.
+fn write_stars(a: &Analysis, f: &Fragments, cycle: &[u8; 4], out: &mut Vec<u8>) {
+    let codes = a.pillars.codes;
+    let pillar_keys = ["{\"year\":", ",\"month\":", ",\"day\":", ",\"hour\":"];
+    let day_stem = usize::from(codes[4]);
+    raw(out, "],\"twelve_stages\":");
+    for (p, key) in pillar_keys.iter().enumerate() {
+        raw(out, key);
+        f.stage[day_stem * 12 + usize::from(codes[2 * p + 1] - 10)].put(out);
+    }
+    raw(out, "},\"twelve_stages_self\":");
+    for (p, key) in pillar_keys.iter().enumerate() {
+        raw(out, key);
+        f.stage[usize::from(codes[2 * p]) * 12 + usize::from(codes[2 * p + 1] - 10)].put(out);
+    }
+    let hits = |empty: [u8; 2]| {
+        (0..4).fold(0u8, |m, p| {
+            m | (empty.contains(&codes[2 * p + 1]) as u8) << p
+        })
+    };
+    raw(out, "},\"gongmang\":{\"day\":");
+    f.gongmang[usize::from(cycle[2])].put(out);
+    raw(out, ",\"year\":");
+    f.gongmang[usize::from(cycle[0])].put(out);
+    raw(out, ",\"day_hits\":[");
+    f.positions[usize::from(hits(a.gongmang_day()))].put(out);
+    raw(out, "],\"year_hits\":[");
+    f.positions[usize::from(hits(a.gongmang_year()))].put(out);
+    raw(out, "]},\"napeum\":");
+    for (p, key) in pillar_keys.iter().enumerate() {
+        raw(out, key);
+        f.napeum[usize::from(cycle[p] / 2)].put(out);
+    }
+    raw(out, "},\"sinsal\":[");
+    for (i, (kind, positions)) in a.stars.raw().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        f.star_head[usize::from(kind)].put(out);
+        f.positions[usize::from(positions & 15)].put(out);
+        raw(out, "]}");
+    }
+    let s = &a.strength;
+    raw(out, "],\"strength\":");
+    f.strength[usize::from(s.support_units)].put(out);
+    raw(
+        out,
+        match (s.deuk_ryeong, s.deuk_ji) {
+            (true, true) => ",\"deuk_ryeong\":true,\"deuk_ji\":true}",
+            (true, false) => ",\"deuk_ryeong\":true,\"deuk_ji\":false}",
+            (false, true) => ",\"deuk_ryeong\":false,\"deuk_ji\":true}",
+            (false, false) => ",\"deuk_ryeong\":false,\"deuk_ji\":false}",
+        },
+    );
+    let [ts, tb] = a.tae_won();
+    raw(out, ",\"tae_won\":");
+    f.pillar[usize::from(stars::cycle_position(ts, tb))].put(out);
+    let [ms, mb] = a.myeong_gung();
+    raw(out, ",\"myeong_gung\":");
+    f.pillar[usize::from(stars::cycle_position(ms, mb))].put(out);
+}
+
 impl Analysis {
     /// The `analysis_result` document as a string (allocates; the hot path uses
     /// [`write_analysis`] with a reused buffer).
@@ -568,7 +753,7 @@ mod tests {
         write_error(&mut out, "bad \"x\"\n\u{1}");
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"version":1,"error":"bad \"x\"\n\u0001"}"#
+            r#"{"version":2,"error":"bad \"x\"\n\u0001"}"#
         );
     }
 
@@ -577,7 +762,7 @@ mod tests {
         let birth = Birth::Civil(CivilDateTime::new(1985, 3, 21, 10, 30, 0).unwrap());
         let a = Analysis::compute(&birth, Gender::Female, &Options::default()).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
-        assert_eq!(doc["version"], 1);
+        assert_eq!(doc["version"], 2);
         assert_eq!(doc["codes"].as_array().unwrap().len(), 8);
         assert_eq!(doc["ganji"].as_array().unwrap().len(), 4);
         let total: f64 = ["wood", "fire", "earth", "metal", "water"]

@@ -13,7 +13,8 @@
 //! - [`astro`], [`solar_terms`]: the Sun's longitude and the 24 절기 instants;
 //! - [`lunar`]: the Korean lunar calendar;
 //! - [`pillars`]: the eight characters under explicit [`Options`];
-//! - [`analysis`], [`interactions`], [`luck`]: the analysis;
+//! - [`analysis`], [`interactions`], [`stars`], [`luck`]: the analysis (12운성, 공망, 납음,
+//!   신살, 태원, 명궁 in [`stars`]);
 //! - [`json`]: the `analysis_result` document;
 //! - `cli` (feature `cli`, on by default): the `chart` command, [`cli::ChartArgs`] and
 //!   [`cli::run_chart`].
@@ -26,7 +27,7 @@
 //! assert_eq!(analysis.pillars.ganji(), ["갑진", "병인", "무술", "신유"]);
 //! let mut doc = Vec::new();
 //! saju::json::write_analysis(&analysis, &mut doc);
-//! assert!(doc.starts_with(br#"{"version":1,"codes":[0,14,2,12,4,20,7,19]"#));
+//! assert!(doc.starts_with(br#"{"version":2,"codes":[0,14,2,12,4,20,7,19]"#));
 //! # Ok::<(), saju::Error>(())
 //! ```
 
@@ -42,6 +43,7 @@ pub mod luck;
 pub mod lunar;
 pub mod pillars;
 pub mod solar_terms;
+pub mod stars;
 pub mod tables;
 pub mod zone;
 

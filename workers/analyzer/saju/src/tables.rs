@@ -194,7 +194,7 @@ pub enum Category {
     DirectionalCombination,
     /// 지지육충, groups 601–606.
     SixClash,
-    /// 지지형, groups 701–703.
+    /// 지지형, groups 701–707 (704–707 the 자형 진진, 오오, 유유, 해해).
     Punishment,
     /// 지지파, groups 801–806.
     Destruction,
@@ -253,7 +253,8 @@ pub struct InteractionGroup {
     pub id: u16,
     /// The category (and so the parent group).
     pub category: Category,
-    /// Member codes in the order the migration lists them (2 or 3).
+    /// Member codes in the order the migration lists them (2 or 3; 1 for a 자형, whose
+    /// member must appear twice).
     pub members: &'static [u8],
     /// `ganji_interaction.description`, e.g. `을경합금`.
     pub description: &'static str,
@@ -278,9 +279,10 @@ use Category::{
     StemCombination, TripleCombination,
 };
 
-/// The 44 leaf interaction groups, ordered by id (the 9 parent rows 100…900 are
-/// [`Category::parent_id`]).
-pub const INTERACTION_GROUPS: [InteractionGroup; 44] = [
+/// The 48 leaf interaction groups, ordered by id (the 9 parent rows 100…900 are
+/// [`Category::parent_id`]). A group of one member is a 자형 (self-punishment): present when
+/// that branch stands at two pillars or more.
+pub const INTERACTION_GROUPS: [InteractionGroup; 48] = [
     group(101, StemCombination, &[0, 5], "갑기합토"),
     group(102, StemCombination, &[1, 6], "을경합금"),
     group(103, StemCombination, &[2, 7], "병신합수"),
@@ -313,6 +315,10 @@ pub const INTERACTION_GROUPS: [InteractionGroup; 44] = [
     group(701, Punishment, &[12, 15, 18], "인사신 삼형"),
     group(702, Punishment, &[11, 20, 17], "축술미 삼형"),
     group(703, Punishment, &[10, 13], "자묘형"),
+    group(704, Punishment, &[14], "진진자형"),
+    group(705, Punishment, &[16], "오오자형"),
+    group(706, Punishment, &[19], "유유자형"),
+    group(707, Punishment, &[21], "해해자형"),
     group(801, Destruction, &[10, 19], "자유파"),
     group(802, Destruction, &[11, 14], "축진파"),
     group(803, Destruction, &[12, 21], "인해파"),

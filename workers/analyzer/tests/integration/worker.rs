@@ -256,7 +256,7 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
     }
     let done = &seen[&solar.to_string()];
     assert_eq!(done["status"], "done");
-    assert_eq!(done["analysis_version"], 1);
+    assert_eq!(done["analysis_version"], saju::json::VERSION);
     assert!(
         done["input"]["commit_lsn"].as_u64().unwrap() >= 100,
         "{done}"
