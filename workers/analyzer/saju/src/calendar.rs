@@ -2,6 +2,8 @@
 //! times. Days are counted from 1970-01-01 (day 0), instants in whole seconds since the
 //! Unix epoch; both fit any date this crate meets with room to spare.
 
+use std::borrow::Cow;
+
 use crate::error::{DateText, Error};
 
 /// Seconds in a civil day.
@@ -35,8 +37,15 @@ impl Instant {
     /// `±HH:MM` offset. Also accepts a space or `t` for `T`, `z` for `Z`, and the shorter
     /// offsets `±HH` and `±HHMM` that PostgreSQL prints for `TIMESTAMPTZ`. Never panics.
     pub fn parse_rfc3339(text: &str) -> Result<Self, Error> {
-        parse_rfc3339(text.as_bytes())
-            .map_err(|why| Error::parse("birth", format!("{why} in {text:?} (expected RFC 3339)")))
+        parse_rfc3339(text.as_bytes()).map_err(|why| {
+            Error::parse(
+                "birth",
+                format!(
+                    "{why} in {text:?} (expected an RFC 3339 date and time with its offset, \
+                         e.g. 1990-05-15T14:30:00+09:00)"
+                ),
+            )
+        })
     }
 }
 
@@ -224,19 +233,29 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
     Some(v)
 }
 
-fn parse_rfc3339(b: &[u8]) -> Result<Instant, &'static str> {
+fn parse_rfc3339(b: &[u8]) -> Result<Instant, Cow<'static, str>> {
     let year = digits(b, 0, 4).ok_or("bad year")?;
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return Err("bad date separator");
+        return Err("bad date separator".into());
     }
     let month = two_digits(b, 5).ok_or("bad month")?;
     let day = two_digits(b, 8).ok_or("bad day")?;
+    if month == 0 || month > 12 {
+        return Err(format!("month {month:02} is not 01-12").into());
+    }
+    let days = days_in_month(year.into(), month.into());
+    if day == 0 || day > u32::from(days) {
+        return Err(format!(
+            "{year:04}-{month:02} has {days} days, so day {day:02} does not exist"
+        )
+        .into());
+    }
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
-        return Err("missing time");
+        return Err("missing time".into());
     }
     let hour = two_digits(b, 11).ok_or("bad hour")?;
     if b.get(13) != Some(&b':') {
-        return Err("bad time separator");
+        return Err("bad time separator".into());
     }
     let minute = two_digits(b, 14).ok_or("bad minute")?;
     let mut at = 16;
@@ -251,7 +270,7 @@ fn parse_rfc3339(b: &[u8]) -> Result<Instant, &'static str> {
                 at += 1;
             }
             if at == start {
-                return Err("bad fraction");
+                return Err("bad fraction".into());
             }
         }
     }
@@ -264,10 +283,10 @@ fn parse_rfc3339(b: &[u8]) -> Result<Instant, &'static str> {
                 [] => 0,
                 [b':', ..] if rest.len() == 3 => two_digits(rest, 1).ok_or("bad offset")?,
                 _ if rest.len() == 2 => two_digits(rest, 0).ok_or("bad offset")?,
-                _ => return Err("bad offset"),
+                _ => return Err("bad offset".into()),
             };
             if oh > 23 || om > 59 {
-                return Err("bad offset");
+                return Err("bad offset".into());
             }
             let secs = i64::from(oh * 3600 + om * 60);
             if sign == b'-' {
@@ -276,20 +295,16 @@ fn parse_rfc3339(b: &[u8]) -> Result<Instant, &'static str> {
                 secs
             }
         }
-        _ => return Err("missing or bad UTC offset"),
+        _ => return Err("missing or bad UTC offset".into()),
     };
     if hour > 23 || minute > 59 || second > 60 {
-        return Err("bad clock time");
+        return Err(format!(
+            "{hour:02}:{minute:02}:{second:02} is not a clock time (00:00:00-23:59:59)"
+        )
+        .into());
     }
     // A leap second is read as the last second of its minute.
     let second = second.min(59);
-    if month == 0
-        || month > 12
-        || day == 0
-        || day > u32::from(days_in_month(year.into(), month.into()))
-    {
-        return Err("no such date");
-    }
     let clock = CivilDateTime {
         year: year as i32,
         month: month as u8,

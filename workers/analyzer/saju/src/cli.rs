@@ -26,8 +26,11 @@ use crate::analysis::Analysis;
 use crate::calendar::{check_date, parse_clock_time, CivilDateTime, Instant};
 use crate::error::Error;
 use crate::json;
+use crate::luck::YearLuck;
 use crate::lunar::LunarDate;
 use crate::pillars::{Birth, DayBoundary, Gender, Options, SolarTime, SEOUL_LONGITUDE};
+use crate::solar_terms::TERM_NAMES;
+use crate::tables::GANJI_60;
 use crate::zone::Zone;
 
 /// Longest accepted input line.
@@ -57,6 +60,18 @@ pub struct ChartArgs {
     /// Read one JSON object per line from stdin and write one result per line to stdout.
     #[arg(long, env = "SAJU_JSONL")]
     pub jsonl: bool,
+
+    /// Instead of the chart, print one year's luck for it (세운/월운): the pillar of the
+    /// saju year beginning at that year's 입춘 with its ten gods and its interactions with
+    /// the chart, and the twelve month pillars with their 절입 instants on --zone's clock.
+    /// Years 1899..=2100. Needs --birth.
+    #[arg(
+        long,
+        env = "SAJU_LUCK_YEAR",
+        requires = "birth",
+        conflicts_with = "jsonl"
+    )]
+    pub luck_year: Option<i32>,
 
     /// The chart conventions.
     #[command(flatten)]
@@ -118,7 +133,7 @@ pub enum ChartError {
     #[error("chart I/O failed")]
     Io(#[from] io::Error),
     /// The single chart, or the options, are invalid.
-    #[error("cannot chart")]
+    #[error("cannot chart: {0}")]
     Chart(#[source] Error),
 }
 
@@ -146,8 +161,15 @@ pub fn run_chart(
             .gender
             .ok_or_else(|| ChartError::Chart(Error::parse("gender", "missing (M or F)")))?;
         let analysis = Analysis::compute(&birth, gender, &options).map_err(ChartError::Chart)?;
-        let mut out = Vec::with_capacity(2048);
-        json::write_analysis(&analysis, &mut out);
+        let mut out = Vec::with_capacity(8192);
+        match args.luck_year {
+            Some(year) => {
+                let luck = YearLuck::compute(&analysis.codes(), year).map_err(ChartError::Chart)?;
+                serde_json::to_writer(&mut out, &year_luck_json(&luck, options.zone))
+                    .map_err(io::Error::other)?;
+            }
+            None => json::write_analysis(&analysis, &mut out),
+        }
         out.push(b'\n');
         output.write_all(&out)?;
         output.flush()?;
@@ -157,6 +179,66 @@ pub fn run_chart(
         });
     }
     stream(&options, input, output)
+}
+
+/// The `--luck-year` document: the year pillar, its ten gods and interactions with the
+/// chart (positions name the chart's pillars and `luck` for the year's), and its months.
+pub fn year_luck_json(luck: &YearLuck, zone: Zone) -> serde_json::Value {
+    use serde_json::json;
+    let pillar =
+        |pos: u8| json!({"codes": [pos % 10, 10 + pos % 12], "ganji": GANJI_60[usize::from(pos)]});
+    let interactions: Vec<serde_json::Value> = luck
+        .interactions
+        .iter()
+        .map(|i| {
+            let mut positions: Vec<&str> = i.position_names().collect();
+            positions.push("luck");
+            json!({
+                "group": i.group.id,
+                "category": i.group.category.name_ko(),
+                "name": i.group.description,
+                "positions": positions,
+                "complete": i.complete,
+            })
+        })
+        .collect();
+    let months: Vec<serde_json::Value> = luck
+        .months
+        .iter()
+        .map(|m| {
+            let mut month = pillar(m.pillar);
+            month["term"] = json!(TERM_NAMES[m.term]);
+            month["starts"] = json!(rfc3339(m.starts, zone));
+            month
+        })
+        .collect();
+    let mut doc = pillar(luck.pillar);
+    doc["year"] = json!(luck.year);
+    doc["ten_gods"] = json!({
+        "stem": luck.ten_gods[0].name_ko(),
+        "branch": luck.ten_gods[1].name_ko(),
+    });
+    doc["interactions"] = json!(interactions);
+    doc["months"] = json!(months);
+    doc
+}
+
+/// An instant as RFC 3339 on `zone`'s clock, e.g. `2027-02-04T16:46:09+09:00`.
+fn rfc3339(unix_seconds: i64, zone: Zone) -> String {
+    let offset = zone.offset_at(unix_seconds);
+    let c = CivilDateTime::from_clock_seconds(unix_seconds + i64::from(offset));
+    let (sign, o) = (if offset < 0 { '-' } else { '+' }, offset.unsigned_abs());
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        o / 3600,
+        o / 60 % 60
+    )
 }
 
 fn stream(
@@ -408,6 +490,72 @@ mod tests {
             panic!("{e}")
         };
         assert!(e.to_string().contains("outside the supported range"));
+    }
+
+    #[test]
+    fn a_chart_that_cannot_be_made_says_why() {
+        for (birth, why) in [
+            ("1990-13-45T25:00:00+09:00", "month 13 is not 01-12"),
+            ("1850-01-01T10:00:00+09:00", "outside the supported range"),
+            ("1990-05-15", "missing time"),
+            ("1990-02-30T10:00:00+09:00", "1990-02 has 28 days"),
+            ("1990-02-10T25:00:00+09:00", "25:00:00 is not a clock time"),
+        ] {
+            let a = args(&["--birth", birth, "--gender", "M"]);
+            let e = run_chart(&a, io::empty(), Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("cannot chart: "), "{e}");
+            assert!(e.contains(why), "{birth}: {e}");
+            if birth.len() > 10 && !why.starts_with("outside") {
+                assert!(e.contains("e.g. 1990-05-15T14:30:00+09:00"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn luck_year_prints_the_year_and_its_months() {
+        let a = args(&[
+            "--birth",
+            "2024-02-04T17:28:00+09:00",
+            "--gender",
+            "F",
+            "--luck-year",
+            "2027",
+        ]);
+        let mut out = Vec::new();
+        run_chart(&a, io::empty(), &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["year"], 2027);
+        assert_eq!(doc["ganji"], "정미");
+        assert_eq!(doc["ten_gods"]["stem"], "정인");
+        let months = doc["months"].as_array().unwrap();
+        assert_eq!(months.len(), 12);
+        assert_eq!(months[0]["ganji"], "임인");
+        assert_eq!(months[0]["term"], "입춘");
+        assert!(months[0]["starts"]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-02-04T"));
+        assert!(months[0]["starts"].as_str().unwrap().ends_with("+09:00"));
+        assert_eq!(months[11]["term"], "소한");
+        let groups: Vec<u64> = doc["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["group"].as_u64().unwrap())
+            .collect();
+        assert!(groups.contains(&806), "{groups:?}");
+        let out_of_range = args(&[
+            "--birth",
+            "2024-02-04T17:28:00+09:00",
+            "--gender",
+            "F",
+            "--luck-year",
+            "2300",
+        ]);
+        let e = run_chart(&out_of_range, io::empty(), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("2300 is outside"), "{e}");
     }
 
     #[test]

@@ -81,11 +81,37 @@ pub struct Interactions {
 impl Interactions {
     /// Finds the interactions among the eight codes (as in [`crate::Pillars::codes`]).
     pub fn find(codes: &[u8; 8]) -> Interactions {
+        let pillars: [[u8; 2]; 4] = std::array::from_fn(|p| [codes[2 * p], codes[2 * p + 1]]);
+        Self::find_among(&pillars)
+    }
+
+    /// The interactions a fifth pillar (a year's or a month's luck pillar, `stem` and
+    /// `branch` codes) takes part in with the chart: position bit 4 is that pillar.
+    pub fn with_pillar(codes: &[u8; 8], stem: u8, branch: u8) -> Interactions {
+        let mut pillars = [[stem, branch]; 5];
+        for (p, pillar) in pillars.iter_mut().enumerate().take(4) {
+            *pillar = [codes[2 * p], codes[2 * p + 1]];
+        }
+        let mut all = Self::find_among(&pillars);
+        let mut kept = 0;
+        for i in 0..usize::from(all.len) {
+            if all.items[i].positions >> 4 & 1 == 1 {
+                all.items[kept] = all.items[i];
+                kept += 1;
+            }
+        }
+        all.len = kept as u8;
+        all
+    }
+
+    /// Finds the interactions among up to eight pillars (`[stem, branch]` codes); pillar
+    /// `i` is position bit `i`.
+    fn find_among(pillars: &[[u8; 2]]) -> Interactions {
         // Per code, the bit set of pillars holding it; and the set of codes present.
         let mut at = [0u8; 22];
         let mut present = 0u32;
-        for pillar in 0..4 {
-            for code in [codes[2 * pillar], codes[2 * pillar + 1]] {
+        for (pillar, codes) in pillars.iter().enumerate() {
+            for &code in codes {
                 at[code as usize] |= 1 << pillar;
                 present |= 1 << code;
             }

@@ -90,6 +90,88 @@ impl Luck {
     }
 }
 
+/// First and last year [`YearLuck::compute`] covers (the solar-term table's years, less
+/// the last, whose 축 month ends after it).
+pub const LUCK_YEARS: std::ops::RangeInclusive<i32> =
+    crate::solar_terms::FIRST_YEAR..=crate::solar_terms::LAST_YEAR - 1;
+
+/// One month of a year's luck (월운): the 절 month's pillar and when it begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthLuck {
+    /// Cycle position of the month pillar (stem by 오호둔 from the year stem).
+    pub pillar: u8,
+    /// The opening 절, index into [`crate::solar_terms::TERM_NAMES`].
+    pub term: usize,
+    /// Instant (Unix seconds) of the opening 절 (절입).
+    pub starts: i64,
+}
+
+/// A year's luck (세운) for a chart: the pillar of the saju year that begins at that
+/// Gregorian year's 입춘, its ten gods for the chart's day master, the interactions it
+/// takes part in with the chart, and its twelve months from 인월 (입춘) to 축월 (소한 of the
+/// next Gregorian year).
+#[derive(Debug, Clone, Copy)]
+pub struct YearLuck {
+    /// The Gregorian year whose 입춘 begins it.
+    pub year: i32,
+    /// Cycle position of the year pillar.
+    pub pillar: u8,
+    /// Ten gods of its stem and of its branch (main hidden stem) for the day master.
+    pub ten_gods: [crate::analysis::TenGod; 2],
+    /// Interactions with the chart the year pillar takes part in (position bit 4).
+    pub interactions: crate::interactions::Interactions,
+    /// The twelve months, 인 first.
+    pub months: [MonthLuck; 12],
+}
+
+impl YearLuck {
+    /// The luck of `year` for the chart with the eight `codes`; an error outside
+    /// [`LUCK_YEARS`].
+    pub fn compute(codes: &[u8; 8], year: i32) -> Result<YearLuck, crate::Error> {
+        use crate::analysis::TenGod;
+        use crate::solar_terms::term_instant;
+        use crate::tables::HIDDEN_STEMS;
+        if !LUCK_YEARS.contains(&year) {
+            return Err(crate::Error::parse(
+                "luck year",
+                format!(
+                    "{year} is outside the years with solar terms, {}..={}",
+                    LUCK_YEARS.start(),
+                    LUCK_YEARS.end()
+                ),
+            ));
+        }
+        let stem = (year - 4).rem_euclid(10) as u8;
+        let branch = 10 + (year - 4).rem_euclid(12) as u8;
+        let day_stem = codes[4];
+        let months = std::array::from_fn(|i| {
+            // 인 (12) … 자 (10) open at 입춘 (2) … 대설 (22); 축 at 소한 (0) of the next year.
+            let month_branch = 10 + ((i + 2) % 12) as u8;
+            let (term_year, term) = if i < 11 {
+                (year, 2 + 2 * i)
+            } else {
+                (year + 1, 0)
+            };
+            let month_stem = crate::stars::month_stem(stem, month_branch);
+            MonthLuck {
+                pillar: cycle_index(month_stem, month_branch - 10),
+                term,
+                starts: term_instant(term_year, term).unwrap_or_default(),
+            }
+        });
+        Ok(YearLuck {
+            year,
+            pillar: cycle_index(stem, branch - 10),
+            ten_gods: [
+                TenGod::of(day_stem, stem),
+                TenGod::of(day_stem, HIDDEN_STEMS[usize::from(branch - 10)].main()),
+            ],
+            interactions: crate::interactions::Interactions::with_pillar(codes, stem, branch),
+            months,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +196,55 @@ mod tests {
         assert_eq!(woman.start_years_centi(), 0);
         assert_eq!(GANJI_60[woman.pillars[0] as usize], "을축");
         assert_eq!(woman.age_of(3), 31);
+    }
+
+    #[test]
+    fn a_year_of_luck() {
+        // 2024-02-04 17:28 KST: 갑진 병인 무술 신유 (day master 무).
+        let birth = Birth::Civil(CivilDateTime::new(2024, 2, 4, 17, 28, 0).unwrap());
+        let p = Pillars::compute(&birth, &Options::default()).unwrap();
+        let luck = YearLuck::compute(&p.codes, 2027).unwrap();
+        // 2027 is 정미; 정 is 정인 of 무, 미 (main 기) 겁재.
+        assert_eq!(GANJI_60[usize::from(luck.pillar)], "정미");
+        assert_eq!(luck.ten_gods.map(|g| g.name_ko()), ["정인", "겁재"]);
+        // 정미 years start with 임인 and end with 계축.
+        assert_eq!(GANJI_60[usize::from(luck.months[0].pillar)], "임인");
+        assert_eq!(GANJI_60[usize::from(luck.months[11].pillar)], "계축");
+        assert_eq!(luck.months[0].term, 2);
+        assert_eq!(luck.months[11].term, 0);
+        assert!(luck.months.windows(2).all(|w| w[0].starts < w[1].starts));
+        // 입춘 2027 falls on 4 February.
+        let day = CivilDateTime::from_clock_seconds(luck.months[0].starts + 9 * 3600);
+        assert_eq!((day.month, day.day), (2, 4));
+        // The year's 미 clashes with the chart's 축? No: the chart has 진 인 술 유; 미 with 술
+        // is 술미파 (806) and with 진 nothing; 정 with the chart's stems: none of 계.
+        let ids: Vec<u16> = luck.interactions.iter().map(|i| i.group.id).collect();
+        assert!(ids.contains(&806), "{ids:?}");
+        assert!(luck.interactions.iter().all(|i| i.positions >> 4 & 1 == 1));
+        assert!(YearLuck::compute(&p.codes, 2101).is_err());
+        assert!(YearLuck::compute(&p.codes, 2100).is_ok());
+    }
+
+    #[test]
+    fn year_and_month_luck_pillars_are_the_pillars_of_those_instants() {
+        let codes = [0, 14, 2, 12, 4, 20, 7, 19];
+        // Charts end on 2100-12-31: the 2100 축 month lies beyond.
+        for year in 1900..=2099 {
+            let luck = YearLuck::compute(&codes, year).unwrap();
+            for (i, month) in luck.months.iter().enumerate() {
+                for t in [
+                    month.starts,
+                    luck.months
+                        .get(i + 1)
+                        .map_or(month.starts + 86_400, |m| m.starts - 1),
+                ] {
+                    let birth = Birth::Instant(crate::Instant::from_unix_seconds(t));
+                    let p = Pillars::compute(&birth, &Options::default()).unwrap();
+                    let pos = p.cycle_positions();
+                    assert_eq!(pos[0], luck.pillar, "year {year} month {i}");
+                    assert_eq!(pos[1], month.pillar, "year {year} month {i}");
+                }
+            }
+        }
     }
 }

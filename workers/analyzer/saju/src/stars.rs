@@ -5,7 +5,7 @@
 //! one named in the crate README (and checked there against an independent library).
 //! Branch arguments are branch codes (10–21) unless a name says `index` (자 = 0).
 
-use crate::tables::BRANCH_BASE;
+use crate::tables::{cycle_index, BRANCH_BASE};
 
 /// 12운성 names by index: 0 = 장생 … 11 = 양.
 pub const TWELVE_STAGES: [&str; 12] = [
@@ -91,11 +91,10 @@ pub const NAPEUM: [Napeum; 30] = [
     na("대해수", "大海水", "water"),
 ];
 
-/// The cycle position (0 = 갑자 … 59 = 계해) of a stem and branch of equal polarity.
+/// The cycle position (0 = 갑자 … 59 = 계해) of a stem code and a branch code of equal
+/// polarity.
 pub const fn cycle_position(stem: u8, branch: u8) -> u8 {
-    let b = branch - BRANCH_BASE;
-    // The position p with p ≡ stem (mod 10) and p ≡ b (mod 12).
-    ((6 * stem as u16 + 55 * b as u16) % 60) as u8
+    cycle_index(stem, branch - BRANCH_BASE)
 }
 
 /// The 납음 of a pillar.
