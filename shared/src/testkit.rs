@@ -180,6 +180,43 @@ where
     }
 }
 
+/// The distinct message keys on `topics` (the `id` of a `{"id": "…"}` key), read from their
+/// beginning until `expected` of them were seen or `timeout` passes; payloads are not parsed.
+pub async fn read_keys(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+    expected: usize,
+) -> std::collections::HashSet<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .expect("a test consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    let mut keys = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while keys.len() < expected {
+        let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let Ok(message) = received else { continue };
+        if let Some(k) = message.key() {
+            let key = serde_json::from_slice::<serde_json::Value>(k)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(k).into_owned());
+            keys.insert(key);
+        }
+    }
+    keys
+}
+
 /// Reads `topics` from their beginning with a consumer group of its own, collecting every JSON
 /// value by the `id` of its key (`{"id": "…"}`; other keys as they are), in topic order, until
 /// `done` holds for what was read or `timeout` passes. This is what a downstream consumer sees.

@@ -5,12 +5,14 @@
 //!   and input edits do; the worker's own write-backs and non-input edits do not);
 //! - [`writeback`]: the charts computed on rayon and written in one conditional statement;
 //! - [`step`]: the analyzer's step in the shared consumer runtime ([`shared::consume`]);
+//! - [`reanalyze`]: the `reanalyze` command, existing rows given the current engine's analysis;
 //! - [`reference`]: the database's reference tables checked against the engine's at start;
 //! - [`metrics`]: every metric the worker exports.
 
 pub mod config;
 pub mod metrics;
 pub mod profile;
+pub mod reanalyze;
 pub mod reference;
 pub mod step;
 pub mod writeback;

@@ -26,6 +26,10 @@ enum Command {
     /// Compute charts on the command line: one with --birth and --gender, or a stream of
     /// JSON lines with --jsonl (one result line per input line, in order).
     Chart(saju::cli::ChartArgs),
+    /// Give existing rows the current engine's analysis: walks saju_profiles in primary-key
+    /// chunks, re-analyzes rows whose analysis_version is older (or all, with --all), writes
+    /// them back in batches and publishes their result events; resumes after a stop.
+    Reanalyze(Box<analyzer::reanalyze::ReanalyzeArgs>),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
                 shutdown.exit_after(config.consumer.shutdown_timeout + EXIT_GRACE);
                 analyzer::run(*config, shutdown).await
             }
+            Command::Reanalyze(args) => analyzer::reanalyze::run(*args).await.map(|_| ()),
             Command::Admin(admin) => admin.run("analyzer").await,
             Command::Chart(_) => unreachable!("handled before the runtime starts"),
         }

@@ -156,7 +156,7 @@ fn malformed(e: &MalformedEvent, id: Option<Uuid>) -> Letter {
 }
 
 /// The key of events about a profile: `{"id":"<uuid>"}`, as on the CDC topic.
-fn key_of(id: Uuid) -> Vec<u8> {
+pub(crate) fn key_of(id: Uuid) -> Vec<u8> {
     format!("{{\"id\":\"{id}\"}}").into_bytes()
 }
 
@@ -403,7 +403,7 @@ fn outputs_of_rejection(
 
 /// The `saju.analysis.v1` payload (`redpanda/schemas/saju.analysis.v1.schema.json`): the row,
 /// the inputs and event position it was computed from, and the document or the error.
-fn result_event(outcome: &Outcome, analyzed_at: DateTime<Utc>) -> Vec<u8> {
+pub(crate) fn result_event(outcome: &Outcome, analyzed_at: DateTime<Utc>) -> Vec<u8> {
     let profile = &outcome.profile;
     let inputs = &profile.inputs;
     let mut header = serde_json::json!({

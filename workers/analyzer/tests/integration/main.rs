@@ -6,6 +6,7 @@
 mod delivery;
 mod pipeline;
 mod queries;
+mod reanalyze;
 mod secrets;
 mod worker;
 

@@ -260,10 +260,16 @@ pub fn births(seed: u64, n: usize) -> Vec<(i64, &'static str)> {
 /// What `analyzer chart --jsonl` says for each row's inputs, compared with what the pipeline
 /// stored. Returns the number of rows compared.
 pub async fn assert_rows_match_chart_command(db: &TestDatabase) -> usize {
+    assert_sample_matches_chart_command(db, 1).await
+}
+
+/// [`assert_rows_match_chart_command`] on one analyzed row in `every` (by a hash of the id).
+pub async fn assert_sample_matches_chart_command(db: &TestDatabase, every: i32) -> usize {
     let rows: Vec<(Uuid, String, String, Value)> = sqlx::query_as(
         "SELECT id, to_char(birth_date AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), gender::text, analysis_result \
-         FROM saju_profiles WHERE analysis_status = 'done' ORDER BY id",
+         FROM saju_profiles WHERE analysis_status = 'done' AND abs(hashtext(id::text)) % $1 = 0 ORDER BY id",
     )
+    .bind(every)
     .fetch_all(&db.pool)
     .await
     .unwrap();

@@ -1,0 +1,4 @@
+fn main() {
+    // The migrations are embedded by sqlx::migrate!: rebuild when one is added or changed.
+    println!("cargo:rerun-if-changed=../migrations");
+}

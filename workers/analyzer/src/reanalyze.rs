@@ -1,0 +1,463 @@
+//! `analyzer reanalyze`: gives existing rows the current engine's analysis.
+//!
+//! A new engine version (a richer document) changes nothing by itself: rows are analyzed when
+//! their inputs change. This command walks `saju_profiles` in primary-key order, a chunk at a
+//! time (bounded memory whatever the table's size), and for every row whose
+//! `analysis_version` is not the engine's (or every row, with `--all`) computes the analysis
+//! and writes it back with the worker's own batched, conditional statement: a row whose inputs
+//! changed meanwhile, or that an application holds locked, is left to the pipeline or retried.
+//! Each written row's result event goes to the results topic, acknowledged before the chunk
+//! counts as done. The last key done is kept in `reanalyze_progress`, so a run that stops for
+//! any reason resumes where it was (`--restart` starts over).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::Args;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shared::config::{KafkaArgs, PostgresArgs};
+use shared::db::RowState;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::profile::{Fingerprint, Inputs, Profile};
+use crate::writeback::{self, Outcome};
+
+/// Arguments of `reanalyze`.
+#[derive(Args, Debug)]
+pub struct ReanalyzeArgs {
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Rows per chunk: one read, one write-back statement and one checkpoint each.
+    #[arg(
+        long = "chunk-size",
+        env = "REANALYZE_CHUNK_SIZE",
+        default_value_t = 4000,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub chunk_size: u32,
+
+    /// Re-analyze every row, not only those whose analysis_version differs from the engine's.
+    #[arg(long, env = "REANALYZE_ALL")]
+    pub all: bool,
+
+    /// Only rows with this analysis_status: pending, done or error.
+    #[arg(long, env = "REANALYZE_STATUS", value_parser = ["pending", "done", "error"])]
+    pub status: Option<String>,
+
+    /// Name of the job in reanalyze_progress; a run with the name of an unfinished job resumes
+    /// it. Default: derived from the engine version and the filters (e.g. `v2`, `v2-all-done`).
+    #[arg(long, env = "REANALYZE_JOB")]
+    pub job: Option<String>,
+
+    /// Forget the job's progress and start from the first row.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Topic the result events go to (as the worker's --results-topic).
+    #[arg(
+        long = "results-topic",
+        env = "ANALYZER_RESULTS_TOPIC",
+        default_value = shared::topics::ANALYSIS_TOPIC
+    )]
+    pub results_topic: String,
+
+    /// Write the rows only; publish no result events.
+    #[arg(long = "no-publish", env = "REANALYZE_NO_PUBLISH")]
+    pub no_publish: bool,
+
+    /// Chart conventions (same flags and variables as the worker; use the worker's).
+    #[command(flatten)]
+    pub conventions: saju::cli::ConventionArgs,
+}
+
+impl ReanalyzeArgs {
+    fn job_name(&self) -> String {
+        self.job.clone().unwrap_or_else(|| {
+            let mut name = format!("v{}", saju::json::VERSION);
+            if self.all {
+                name.push_str("-all");
+            }
+            if let Some(status) = &self.status {
+                name.push('-');
+                name.push_str(status);
+            }
+            name
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Rows written with the new analysis.
+    pub written: u64,
+    /// Rows that already held it (a resumed chunk), or were left to the pipeline (inputs
+    /// changed meanwhile) or deleted meanwhile.
+    pub skipped: u64,
+    /// Result events acknowledged.
+    pub published: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    birth_date: chrono::DateTime<Utc>,
+    is_solar: bool,
+    is_leap_month: bool,
+    gender: Option<String>,
+    lsn: i64,
+}
+
+/// A chunk of rows, each with the WAL position at which it was read: its result events carry
+/// that position, so a consumer keeping the newest result per profile by position (as the
+/// result schema says) takes the re-analysis over older results and any later edit's result
+/// over it.
+const CHUNK: &str = "\
+SELECT id, birth_date, is_solar, is_leap_month, gender,
+       (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
+FROM saju_profiles
+WHERE id > COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000')
+  AND ($2 OR analysis_version IS DISTINCT FROM $3 OR id <= $6)
+  AND ($4::text IS NULL OR analysis_status::text = $4)
+ORDER BY id LIMIT $5";
+
+const REMAINING: &str = "\
+SELECT count(*) FROM saju_profiles
+WHERE id > COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000')
+  AND ($2 OR analysis_version IS DISTINCT FROM $3 OR id <= $5)
+  AND ($4::text IS NULL OR analysis_status::text = $4)";
+
+/// Runs the job to its end.
+pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
+    let options = args.conventions.options()?;
+    let fingerprint = Fingerprint::new(&options);
+    let pool = shared::db::connect(&args.postgres, "analyzer-reanalyze").await?;
+    let job = args.job_name();
+    let version = saju::json::VERSION as i32;
+    let (mut last, high) = start_job(&pool, &job, version, args.restart).await?;
+    let producer: Option<FutureProducer> = if args.no_publish {
+        None
+    } else {
+        Some(
+            shared::kafka::producer_config(&args.kafka, "analyzer-reanalyze")
+                .create()
+                .context("cannot create the Kafka producer")?,
+        )
+    };
+    let remaining: i64 = sqlx::query_scalar(REMAINING)
+        .bind(last)
+        .bind(args.all)
+        .bind(version)
+        .bind(&args.status)
+        .bind(high)
+        .fetch_one(&pool)
+        .await?;
+    tracing::info!(
+        %job,
+        resumed_after = ?last,
+        rows = remaining,
+        "re-analyzing rows with the engine's analysis version {version}"
+    );
+    let mut progress = Progress::new(remaining.max(0) as u64);
+    let mut summary = Summary::default();
+    // Two chunks in flight: the next is read, computed and written while the previous one's
+    // events are acknowledged. A chunk is checkpointed once it and every chunk before it are
+    // done.
+    let mut previous: Option<(tokio::task::JoinHandle<anyhow::Result<Summary>>, Uuid, u64)> = None;
+    loop {
+        let rows: Vec<Row> = sqlx::query_as(CHUNK)
+            .bind(last)
+            .bind(args.all)
+            .bind(version)
+            .bind(&args.status)
+            .bind(i64::from(args.chunk_size))
+            .bind(high)
+            .fetch_all(&pool)
+            .await?;
+        let Some(end) = rows.last().map(|r| r.id) else {
+            break;
+        };
+        let n = rows.len() as u64;
+        sqlx::query("UPDATE reanalyze_progress SET high_id = GREATEST(high_id, $2) WHERE job = $1")
+            .bind(&job)
+            .bind(end)
+            .execute(&pool)
+            .await?;
+        let chunk = tokio::spawn(process_chunk(
+            pool.clone(),
+            producer.clone(),
+            args.results_topic.clone(),
+            options,
+            fingerprint.clone(),
+            rows,
+        ));
+        if let Some((handle, done_end, done_n)) = previous.take() {
+            settle(
+                &pool,
+                &job,
+                handle,
+                done_end,
+                done_n,
+                &mut summary,
+                &mut progress,
+            )
+            .await?;
+        }
+        previous = Some((chunk, end, n));
+        last = Some(end);
+    }
+    if let Some((handle, done_end, done_n)) = previous.take() {
+        settle(
+            &pool,
+            &job,
+            handle,
+            done_end,
+            done_n,
+            &mut summary,
+            &mut progress,
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE reanalyze_progress SET finished_at = now(), updated_at = now() WHERE job = $1",
+    )
+    .bind(&job)
+    .execute(&pool)
+    .await?;
+    progress.finish();
+    tracing::info!(
+        %job,
+        written = summary.written,
+        skipped = summary.skipped,
+        published = summary.published,
+        "re-analysis finished"
+    );
+    Ok(summary)
+}
+
+/// The job's resume point (`None` to start at the first row) and the end of the last chunk
+/// it had begun.
+async fn start_job(
+    pool: &PgPool,
+    job: &str,
+    version: i32,
+    restart: bool,
+) -> anyhow::Result<(Option<Uuid>, Option<Uuid>)> {
+    type Progress = (Option<Uuid>, Option<Uuid>, Option<chrono::DateTime<Utc>>);
+    let existing: Option<Progress> = sqlx::query_as(
+        "SELECT last_id, high_id, finished_at FROM reanalyze_progress WHERE job = $1",
+    )
+    .bind(job)
+    .fetch_optional(pool)
+    .await
+    .context("cannot read reanalyze_progress (run `analyzer migrate` first)")?;
+    match existing {
+        Some((last, high, None)) if !restart => Ok((last, high)),
+        _ => {
+            sqlx::query(
+                "INSERT INTO reanalyze_progress (job, target_version) VALUES ($1, $2) \
+                 ON CONFLICT (job) DO UPDATE SET target_version = $2, last_id = NULL, high_id = NULL, rows_done = 0, \
+                 started_at = now(), updated_at = now(), finished_at = NULL",
+            )
+            .bind(job)
+            .bind(version)
+            .execute(pool)
+            .await?;
+            Ok((None, None))
+        }
+    }
+}
+
+/// Waits for a chunk and records it as done.
+async fn settle(
+    pool: &PgPool,
+    job: &str,
+    handle: tokio::task::JoinHandle<anyhow::Result<Summary>>,
+    end: Uuid,
+    n: u64,
+    summary: &mut Summary,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let chunk = handle.await??;
+    summary.written += chunk.written;
+    summary.skipped += chunk.skipped;
+    summary.published += chunk.published;
+    sqlx::query(
+        "UPDATE reanalyze_progress SET last_id = $2, rows_done = rows_done + $3, updated_at = now() \
+         WHERE job = $1",
+    )
+    .bind(job)
+    .bind(end)
+    .bind(n as i64)
+    .execute(pool)
+    .await?;
+    progress.advance(n);
+    Ok(())
+}
+
+/// Attempts at a row another transaction holds before it is left to a later run.
+const LOCKED_ATTEMPTS: u32 = 50;
+
+async fn process_chunk(
+    pool: PgPool,
+    producer: Option<FutureProducer>,
+    topic: String,
+    options: saju::Options,
+    fingerprint: Fingerprint,
+    rows: Vec<Row>,
+) -> anyhow::Result<Summary> {
+    let mut profiles: Vec<Profile> = rows
+        .into_iter()
+        .map(|r| Profile {
+            id: r.id,
+            // Not read from a change event: the WAL position of the read.
+            position: (r.lsn as u64, r.lsn as u64),
+            inputs: Inputs {
+                birth_date: r.birth_date,
+                is_solar: r.is_solar,
+                is_leap_month: r.is_leap_month,
+                gender: r.gender,
+            },
+        })
+        .collect();
+    let mut summary = Summary::default();
+    let mut events: Vec<(Uuid, Vec<u8>)> = Vec::new();
+    let mut attempt = 0;
+    while !profiles.is_empty() {
+        let fingerprint = fingerprint.clone();
+        let outcomes: Vec<Outcome> = tokio::task::spawn_blocking(move || {
+            writeback::compute_all(profiles, &options, &fingerprint)
+        })
+        .await?;
+        let states = writeback::write(&pool, &outcomes).await?;
+        let mut locked = Vec::new();
+        for (outcome, row) in outcomes.into_iter().zip(&states) {
+            match row.state {
+                // A row that already holds this result (its chunk was written before a stop)
+                // gets its event again: it may never have been acknowledged.
+                RowState::Written | RowState::Current => {
+                    if row.state == RowState::Written {
+                        summary.written += 1;
+                    } else {
+                        summary.skipped += 1;
+                    }
+                    let at = row.analyzed_at.unwrap_or_else(Utc::now);
+                    events.push((row.id, crate::step::result_event(&outcome, at)));
+                }
+                RowState::Locked if attempt < LOCKED_ATTEMPTS => locked.push(outcome.profile),
+                _ => summary.skipped += 1,
+            }
+        }
+        profiles = locked;
+        if !profiles.is_empty() {
+            attempt += 1;
+            tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
+        }
+    }
+    if let Some(producer) = &producer {
+        summary.published = publish(producer, &topic, &events).await?;
+    }
+    Ok(summary)
+}
+
+/// Sends every event and waits for each acknowledgement, retrying failed sends.
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[(Uuid, Vec<u8>)],
+) -> anyhow::Result<u64> {
+    let mut pending: Vec<usize> = (0..events.len()).collect();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        // Everything is queued first, then every acknowledgement awaited.
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            let key = crate::step::key_of(events[i].0);
+            let record = FutureRecord::to(topic).key(&key).payload(&events[i].1);
+            deliveries.push((i, producer.send_result(record).map_err(|(e, _)| e)));
+        }
+        let mut failed = Vec::new();
+        for (i, delivery) in deliveries {
+            let outcome = match delivery {
+                Ok(future) => match tokio::time::timeout(Duration::from_secs(60), future).await {
+                    Ok(Ok(Ok(_))) => Ok(()),
+                    Ok(Ok(Err((e, _)))) => Err(e.to_string()),
+                    Ok(Err(_)) => Err("delivery report lost".to_owned()),
+                    Err(_) => Err("no acknowledgement within 60 s".to_owned()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = outcome {
+                if failed.is_empty() {
+                    tracing::warn!(error = %e, "publishing result events failed; retrying");
+                }
+                failed.push(i);
+            }
+        }
+        pending = failed;
+        if !pending.is_empty() {
+            attempt += 1;
+            anyhow::ensure!(
+                attempt <= 20,
+                "result events could not be published after 20 attempts"
+            );
+            tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
+        }
+    }
+    Ok(events.len() as u64)
+}
+
+/// A progress line every few seconds: a bar, rows done of the total, rate and time left.
+struct Progress {
+    total: u64,
+    done: u64,
+    started: Instant,
+    shown: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            total,
+            done: 0,
+            started: now,
+            shown: now,
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        if self.shown.elapsed() >= Duration::from_secs(2) {
+            self.shown = Instant::now();
+            self.show();
+        }
+    }
+
+    fn show(&self) {
+        let total = self.total.max(self.done).max(1);
+        let filled = (self.done * 30 / total) as usize;
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = self.done as f64 / seconds;
+        let left = (total - self.done) as f64 / rate.max(1.0);
+        tracing::info!(
+            "reanalyze [{}{}] {:>3}% {}/{} rows, {:.0} rows/s, {:.0} s left",
+            "#".repeat(filled),
+            ".".repeat(30 - filled),
+            self.done * 100 / total,
+            self.done,
+            total,
+            rate,
+            left
+        );
+    }
+
+    fn finish(&self) {
+        self.show();
+    }
+}
