@@ -117,8 +117,8 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
         "re-analysis done ({:.0?}); its last progress line: {}",
         started.elapsed(),
         log.lines()
-            .filter(|l| l.contains("rows/s"))
-            .last()
+            .rev()
+            .find(|l| l.contains("rows/s"))
             .unwrap_or_default()
     );
 
