@@ -192,13 +192,13 @@ struct Fragments {
     /// `{"code":…,"name":"…","element":"…","yin_yang":"…"}` per stem.
     day_master: Vec<Frag<80>>,
     /// `{"index":…,"name":"…"}` per (stem × 12 + branch index): the stem's 12운성 there.
-    stage: Vec<Frag<40>>,
+    stage: Vec<Frag<32>>,
     /// `{"name":"…","hanja":"…","element":"…"}` per 납음.
-    napeum: Vec<Frag<80>>,
+    napeum: Vec<Frag<64>>,
     /// `[b1,b2]` (the 공망) per cycle position.
     gongmang: Vec<Frag<8>>,
     /// `{"name":"…","hanja":"…","basis":"…","positions":[` per star kind.
-    star_head: Vec<Frag<112>>,
+    star_head: Vec<Frag<88>>,
     /// `{"codes":[s,b],"ganji":"…"}` per cycle position.
     pillar: Vec<Frag<40>>,
     /// `{"verdict":"…","score":…` per supporting weight in units (0..=270).

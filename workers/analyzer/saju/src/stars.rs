@@ -288,6 +288,22 @@ const WONJIN: [(u8, u8); 6] = [(0, 7), (1, 6), (2, 9), (3, 8), (4, 11), (5, 10)]
 /// 귀문관 pairs: 자유, 축오, 인미, 묘신, 진해, 사술.
 const GWIMUN: [(u8, u8); 6] = [(0, 9), (1, 6), (2, 7), (3, 8), (4, 11), (5, 10)];
 
+/// Per branch index, the bit set of the branches it pairs with in `table`.
+const fn partners(table: &[(u8, u8); 6]) -> [u16; 12] {
+    let mut m = [0u16; 12];
+    let mut i = 0;
+    while i < table.len() {
+        let (a, b) = table[i];
+        m[a as usize] |= 1 << b;
+        m[b as usize] |= 1 << a;
+        i += 1;
+    }
+    m
+}
+
+const WONJIN_PARTNERS: [u16; 12] = partners(&WONJIN);
+const GWIMUN_PARTNERS: [u16; 12] = partners(&GWIMUN);
+
 /// A 신살 found in a chart: which, and the pillars (bit 0 = year … 3 = hour) it falls on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
@@ -341,15 +357,12 @@ impl Stars {
                 m | (table.contains(&pos) as u8) << p
             })
         };
-        let pairs = |table: &[(u8, u8)]| -> u8 {
+        let pairs = |partners: &[u16; 12]| -> u8 {
             let mut m = 0;
             for p in 0..4 {
+                let mine = partners[usize::from(branch(p))];
                 for q in p + 1..4 {
-                    let (a, b) = (branch(p), branch(q));
-                    if table
-                        .iter()
-                        .any(|&(x, y)| (x, y) == (a, b) || (y, x) == (a, b))
-                    {
+                    if mine >> branch(q) & 1 == 1 {
                         m |= 1 << p | 1 << q;
                     }
                 }
@@ -363,8 +376,8 @@ impl Stars {
             on_branches(HONGYEOM[day_stem]),
             pillars_in(&BAEKHO),
             pillars_in(&GOEGANG),
-            pairs(&WONJIN),
-            pairs(&GWIMUN),
+            pairs(&WONJIN_PARTNERS),
+            pairs(&GWIMUN_PARTNERS),
         ];
         for (i, &m) in common.iter().enumerate() {
             if m != 0 {
