@@ -36,8 +36,8 @@ async fn migrations_are_idempotent_and_complete() {
         }
     };
     assert_eq!(count("ganji_metadata").await, 22);
-    assert_eq!(count("interaction_metadata").await, 44);
-    assert_eq!(count("ganji_interaction").await, 98);
+    assert_eq!(count("interaction_metadata").await, 48);
+    assert_eq!(count("ganji_interaction").await, 102);
     // UUIDv7 keys on every supported server version.
     let id: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('a', 'M', now()) RETURNING id",
