@@ -223,6 +223,9 @@ impl Fingerprint {
         if options.solar_time != saju::SolarTime::None {
             conventions.push_str(&format!("@{}", options.longitude));
         }
+        if !options.stars.is_default() {
+            conventions.push_str(&format!("|{}", options.stars.key()));
+        }
         Self { conventions }
     }
 

@@ -233,7 +233,7 @@ impl Analysis {
             luck: Luck::compute(&pillars, gender),
             twelve_stages: [1, 3, 5, 7].map(|i| stars::twelve_stage(day_stem, codes[i])),
             twelve_stages_self: [0, 2, 4, 6].map(|i| stars::twelve_stage(codes[i], codes[i + 1])),
-            stars: Stars::find(&codes),
+            stars: Stars::find_with(&codes, &options.stars),
             strength: Strength::compute(day_stem, &codes, &element_units),
         }
     }

@@ -102,6 +102,25 @@ pub struct ConventionArgs {
     /// Longitude in degrees east for --solar-time mean|true. Default: 126.98 (Seoul).
     #[arg(long, env = "SAJU_LONGITUDE", default_value_t = SEOUL_LONGITUDE, allow_negative_numbers = true)]
     pub longitude: f64,
+
+    /// 양인살 for which day stems: yang (the yang stems' 제왕 only) or all (yin stems too, the
+    /// branch after their 건록). Default: yang.
+    #[arg(long, env = "SAJU_YANGIN", default_value = "yang", value_parser = ["yang", "all"])]
+    pub yangin: String,
+
+    /// 홍염살 table: common (정 미, 신 유, 계 신) or variant (정 인, 신 술, 계 자). Default: common.
+    #[arg(long, env = "SAJU_HONGYEOM", default_value = "common", value_parser = ["common", "variant"])]
+    pub hongyeom: String,
+
+    /// 괴강살 pillars: six (경진 경술 임진 임술 무술 무진) or four (경진 경술 임진 무술).
+    /// Default: six.
+    #[arg(long, env = "SAJU_GOEGANG", default_value = "six", value_parser = ["six", "four"])]
+    pub goegang: String,
+
+    /// 귀문관살 pairs: standard (자유 축오 인미 묘신 진해 사술) or wonjin (the 원진 pairs).
+    /// Default: standard.
+    #[arg(long, env = "SAJU_GWIMUN", default_value = "standard", value_parser = ["standard", "wonjin"])]
+    pub gwimun: String,
 }
 
 impl ConventionArgs {
@@ -112,6 +131,12 @@ impl ConventionArgs {
             day_boundary: self.day_boundary,
             solar_time: self.solar_time,
             longitude: self.longitude,
+            stars: crate::stars::Schools {
+                yangin_all_stems: self.yangin == "all",
+                hongyeom_variant: self.hongyeom == "variant",
+                goegang_four: self.goegang == "four",
+                gwimun_as_wonjin: self.gwimun == "wonjin",
+            },
         };
         options.validate()?;
         Ok(options)
@@ -511,6 +536,34 @@ mod tests {
                 assert!(e.contains("e.g. 1990-05-15T14:30:00+09:00"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn sinsal_alternatives_reach_the_options_and_the_document() {
+        let birth = ["--birth", "2024-02-04T17:28:00+09:00", "--gender", "M"];
+        let plain = args(&birth);
+        assert!(plain.options().unwrap().stars.is_default());
+        let mut out = Vec::new();
+        run_chart(&plain, io::empty(), &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(doc["options"].get("stars").is_none());
+        let mut flags = birth.to_vec();
+        flags.extend(["--yangin", "all", "--goegang", "four", "--gwimun", "wonjin"]);
+        let alt = args(&flags);
+        let stars = alt.options().unwrap().stars;
+        assert!(stars.yangin_all_stems && stars.goegang_four && stars.gwimun_as_wonjin);
+        assert!(!stars.hongyeom_variant);
+        let mut out = Vec::new();
+        run_chart(&alt, io::empty(), &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            doc["options"]["stars"],
+            "yangin=all,goegang=four,gwimun=wonjin"
+        );
+        let mut bad = vec!["chart"];
+        bad.extend(birth);
+        bad.extend(["--yangin", "some"]);
+        assert!(Cli::try_parse_from(bad).is_err());
     }
 
     #[test]

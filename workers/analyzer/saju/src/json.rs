@@ -34,7 +34,7 @@
 //!  "luck":{"direction":"forward","start_age":3,"start_years":3.42,
 //!          "pillars":[{"age":3,"codes":[3,13],"ganji":"정묘"},...]},
 //!  "options":{"zone":"Asia/Seoul","day_boundary":"midnight","solar_time":"none",
-//!             "longitude":126.98}}
+//!             "longitude":126.98}}      + "stars":"yangin=all,…" when a 신살 alternative is on
 //! ```
 //!
 //! Indexable paths: `analysis_result->'scores'->>'wood'` (numeric, 0–100) and
@@ -655,6 +655,12 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
     raw(out, o.solar_time.as_str());
     raw(out, "\",\"longitude\":");
     centi(out, (o.longitude * 100.0).round() as i64);
+    if !o.stars.is_default() {
+        // Only the alternatives' names: constants that need no escaping.
+        raw(out, ",\"stars\":\"");
+        raw(out, &o.stars.key());
+        out.push(b'"');
+    }
     raw(out, "}}");
 }
 

@@ -127,6 +127,8 @@ pub struct Options {
     /// Longitude in degrees east (−180..=180) for solar time (default 126.98, Seoul).
     /// Ignored when `solar_time` is `None`.
     pub longitude: f64,
+    /// The 신살 tables where schools differ (default: the README's).
+    pub stars: crate::stars::Schools,
 }
 
 impl Default for Options {
@@ -136,6 +138,7 @@ impl Default for Options {
             day_boundary: DayBoundary::Midnight,
             solar_time: SolarTime::None,
             longitude: SEOUL_LONGITUDE,
+            stars: crate::stars::Schools::default(),
         }
     }
 }

@@ -304,6 +304,78 @@ const fn partners(table: &[(u8, u8); 6]) -> [u16; 12] {
 const WONJIN_PARTNERS: [u16; 12] = partners(&WONJIN);
 const GWIMUN_PARTNERS: [u16; 12] = partners(&GWIMUN);
 
+/// The 신살 tables on which schools differ. The default (all `false`) is the set the crate
+/// README names; each alternative is the table an independent library uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Schools {
+    /// 양인 for yin stems too, the branch after their 건록 (을 진, 정·기 미, 신 술, 계 축), as
+    /// bazi-chart counts it.
+    pub yangin_all_stems: bool,
+    /// 홍염 with 정 인, 신 술, 계 자 (korean-saju's table) instead of 정 미, 신 유, 계 신.
+    pub hongyeom_variant: bool,
+    /// 괴강 only on 경진, 경술, 임진, 무술 (bazi-chart's four) instead of the six.
+    pub goegang_four: bool,
+    /// 귀문관살 by the 원진 pairs (as korean-saju reports it) instead of 자유, 축오, 인미, 묘신,
+    /// 진해, 사술.
+    pub gwimun_as_wonjin: bool,
+}
+
+impl Schools {
+    /// Whether every table is the default one.
+    pub fn is_default(&self) -> bool {
+        *self == Schools::default()
+    }
+
+    /// The alternatives in force, e.g. `yangin=all,goegang=four` (empty for the defaults).
+    pub fn key(&self) -> String {
+        let mut parts = Vec::new();
+        if self.yangin_all_stems {
+            parts.push("yangin=all");
+        }
+        if self.hongyeom_variant {
+            parts.push("hongyeom=variant");
+        }
+        if self.goegang_four {
+            parts.push("goegang=four");
+        }
+        if self.gwimun_as_wonjin {
+            parts.push("gwimun=wonjin");
+        }
+        parts.join(",")
+    }
+}
+
+/// 양인 of every stem: yang stems' 제왕 and yin stems' branch after the 건록.
+const YANGIN_ALL: [u16; 10] = [
+    bits(&[3]),
+    bits(&[4]),
+    bits(&[6]),
+    bits(&[7]),
+    bits(&[6]),
+    bits(&[7]),
+    bits(&[9]),
+    bits(&[10]),
+    bits(&[0]),
+    bits(&[1]),
+];
+
+/// 홍염, the other table: 정 인, 신 술, 계 자.
+const HONGYEOM_VARIANT: [u16; 10] = [
+    bits(&[6]),
+    bits(&[6]),
+    bits(&[2]),
+    bits(&[2]),
+    bits(&[4]),
+    bits(&[4]),
+    bits(&[10]),
+    bits(&[10]),
+    bits(&[0]),
+    bits(&[0]),
+];
+
+/// 괴강, the four-pillar table: 경진 경술 임진 무술.
+const GOEGANG_FOUR: [u8; 4] = [16, 46, 28, 34];
+
 /// A 신살 found in a chart: which, and the pillars (bit 0 = year … 3 = hour) it falls on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
@@ -329,8 +401,13 @@ const DAY_BASE: u8 = 12;
 const COMMON_BASE: u8 = 24;
 
 impl Stars {
-    /// Finds the 신살 of the eight codes.
+    /// Finds the 신살 of the eight codes with the default tables.
     pub fn find(codes: &[u8; 8]) -> Stars {
+        Self::find_with(codes, &Schools::default())
+    }
+
+    /// Finds the 신살 of the eight codes with the given tables.
+    pub fn find_with(codes: &[u8; 8], schools: &Schools) -> Stars {
         let mut out = Stars {
             items: [(0, 0); CAPACITY],
             len: 0,
@@ -369,15 +446,24 @@ impl Stars {
             }
             m
         };
+        let pick = |alternative: bool, a, default| if alternative { a } else { default };
         let common = [
             on_branches(CHEONEUL[day_stem]),
             on_branches(MUNCHANG[day_stem]),
-            on_branches(YANGIN[day_stem]),
-            on_branches(HONGYEOM[day_stem]),
+            on_branches(pick(schools.yangin_all_stems, &YANGIN_ALL, &YANGIN)[day_stem]),
+            on_branches(pick(schools.hongyeom_variant, &HONGYEOM_VARIANT, &HONGYEOM)[day_stem]),
             pillars_in(&BAEKHO),
-            pillars_in(&GOEGANG),
+            if schools.goegang_four {
+                pillars_in(&GOEGANG_FOUR)
+            } else {
+                pillars_in(&GOEGANG)
+            },
             pairs(&WONJIN_PARTNERS),
-            pairs(&GWIMUN_PARTNERS),
+            pairs(if schools.gwimun_as_wonjin {
+                &WONJIN_PARTNERS
+            } else {
+                &GWIMUN_PARTNERS
+            }),
         ];
         for (i, &m) in common.iter().enumerate() {
             if m != 0 {

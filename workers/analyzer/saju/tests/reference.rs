@@ -643,6 +643,42 @@ fn derived_items_match_independent_libraries_on_random_charts() {
             (!doc["wonjin"]["korean_saju"].as_array().unwrap().is_empty()).to_string(),
             codes,
         );
+        // The alternative tables, each against the library that uses it.
+        let alternative = stars::Schools {
+            yangin_all_stems: true,
+            hongyeom_variant: true,
+            goegang_four: true,
+            gwimun_as_wonjin: true,
+        };
+        let alt = stars::Stars::find_with(&codes, &alternative);
+        let alt_at = |name: &str| -> Vec<String> {
+            sorted(
+                alt.iter()
+                    .filter(|f| f.star.name == name)
+                    .flat_map(|f| pillars_in(f.positions))
+                    .collect(),
+            )
+        };
+        for (name, lib) in [("양인살", "bazi_chart"), ("홍염살", "korean_saju")] {
+            check(
+                &format!("{name}, alternative table ({lib})"),
+                format!("{:?}", alt_at(name)),
+                format!("{:?}", reported(&doc, lib, name)),
+                codes,
+            );
+        }
+        check(
+            "괴강살 on the day pillar, four-pillar table (bazi_chart)",
+            alt_at("괴강살").contains(&"day".to_owned()).to_string(),
+            (!reported(&doc, "bazi_chart", "괴강살").is_empty()).to_string(),
+            codes,
+        );
+        check(
+            "귀문관살 by the 원진 pairs (korean_saju)",
+            (!alt_at("귀문관살").is_empty()).to_string(),
+            (!doc["gwimun"]["korean_saju"].as_array().unwrap().is_empty()).to_string(),
+            codes,
+        );
         let selfs: Vec<u64> = a
             .interactions
             .iter()
