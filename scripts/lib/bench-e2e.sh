@@ -18,7 +18,9 @@ bench_e2e() {
     unset DATABASE_URL KAFKA_BROKERS
     ensure_build_deps
     stack_up
-    trap 'bench_stop_workers; stack_down' EXIT
+    # BENCH_KEEP_STACK=1 leaves PostgreSQL and the broker up (their data, the topics) after
+    # the run, for a post-mortem; scripts/down stops them.
+    trap 'bench_stop_workers; [ "${BENCH_KEEP_STACK:-0}" = 1 ] || stack_down' EXIT
 
     log "building release binaries"
     (cd "$REPO_ROOT" && cargo build --release --quiet --bins --locked)
@@ -155,7 +157,11 @@ bench_wait_done() {
 }
 
 bench_stop_workers() {
-    local w
+    local w port
+    # What the workers counted, kept beside their logs for a failed run's post-mortem.
+    for port in 9201 9202; do
+        curl -fsS -m 2 "http://127.0.0.1:$port/metrics" >"$STACK_DIR/logs/metrics-$port.txt" 2>/dev/null || true
+    done
     for w in analyzer cdc-reader; do
         stop_pidfile "$STACK_DIR/workers/$w.pid" "$w"
     done
