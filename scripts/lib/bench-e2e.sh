@@ -160,7 +160,12 @@ bench_stop_workers() {
     local w port
     # What the workers counted, kept beside their logs for a failed run's post-mortem.
     for port in 9201 9202; do
-        curl -fsS -m 2 "http://127.0.0.1:$port/metrics" >"$STACK_DIR/logs/metrics-$port.txt" 2>/dev/null || true
+        # (Called again at exit, when the workers are gone: keep what was saved.)
+        if curl -fsS -m 2 "http://127.0.0.1:$port/metrics" >"$STACK_DIR/logs/metrics-$port.part" 2>/dev/null; then
+            mv "$STACK_DIR/logs/metrics-$port.part" "$STACK_DIR/logs/metrics-$port.txt"
+        else
+            rm -f "$STACK_DIR/logs/metrics-$port.part"
+        fi
     done
     for w in analyzer cdc-reader; do
         stop_pidfile "$STACK_DIR/workers/$w.pid" "$w"
