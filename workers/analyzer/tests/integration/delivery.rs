@@ -181,8 +181,14 @@ async fn application_bulk_updates_never_fail_while_the_write_back_runs_on_the_sa
         || {
             let pool = pool.clone();
             async move {
+                // By the recorded input fingerprint (it starts with the birth instant in
+                // microseconds), not by timestamps: a write-back of the previous round's
+                // result can commit just before the application's update it raced with,
+                // and so look newer than it until that update's event is analyzed.
                 let behind: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM saju_profiles WHERE analyzed_at < updated_at - interval '1 ms'",
+                    "SELECT count(*) FROM saju_profiles WHERE analysis_input IS NULL \
+                     OR split_part(analysis_input, '|', 1) \
+                        <> (extract(epoch FROM birth_date) * 1000000)::bigint::text",
                 )
                 .fetch_one(&pool)
                 .await
