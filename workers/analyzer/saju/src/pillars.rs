@@ -332,8 +332,7 @@ impl Pillars {
         let year_branch = year_pos % 12;
 
         let month_branch = month.branch_code() - 10;
-        let from_in = (month_branch + 10) % 12; // 인 = 0
-        let month_stem = ((year_stem % 5) * 2 + 2 + from_in) % 10;
+        let month_stem = crate::stars::month_stem(year_stem, month.branch_code());
 
         let days = reading.div_euclid(SECONDS_PER_DAY);
         let second_of_day = reading.rem_euclid(SECONDS_PER_DAY);
