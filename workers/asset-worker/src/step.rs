@@ -244,9 +244,11 @@ impl Assets {
             let mut retried = 0;
             let outcome = enrichment::enrich_counting(job_input, &settings, deadline, &mut retried);
             retries.inc_by(u64::from(retried));
-            let _ = done_tx.send(outcome);
-            // The slot is given back only now, even when the waiter gave up.
+            // The depth falls before the waiter hears of the outcome, so that a caller who
+            // has every outcome sees an empty queue; the slot is given back only after the
+            // work, even when the waiter gave up.
             depth.dec();
+            let _ = done_tx.send(outcome);
             drop(slot);
         });
         if started_rx.await.is_err() {
