@@ -259,17 +259,34 @@ impl Reader {
 
     /// After a failed session: wait until everything sent is acknowledged (the new session
     /// resends whatever was not confirmed), then forget the transaction that was cut off.
+    /// Acknowledgements that stop for `--ack-stall-timeout` (the broker lost the producer's
+    /// state, or the producer failed) will not come: the producer is replaced instead.
     async fn settle(&self) -> Result<(), Error> {
+        let tracker = self.publisher.tracker();
         loop {
             if self.publisher.drain(Duration::from_secs(1)).await {
-                self.publisher.tracker().abandon_open();
+                tracker.abandon_open();
                 return Ok(());
             }
-            if let Some(reason) = self.publisher.tracker().failure() {
+            if let Some(reason) = tracker.failure() {
                 return Err(Error::Delivery(reason));
             }
             if self.shutdown.is_triggered() {
                 return Err(Error::ShuttingDown);
+            }
+            let stalled = tracker
+                .stalled_for()
+                .is_some_and(|waited| waited >= self.config.ack_stall_timeout);
+            if stalled || matches!(tracker.fault(), Some(Error::ProducerLost(_))) {
+                tracing::warn!(
+                    in_flight = tracker.in_flight(),
+                    "acknowledgements stopped after the session failed; replacing the producer"
+                );
+                self.publisher
+                    .reset()
+                    .map_err(Error::kafka("recreating the producer"))?;
+                self.metrics.producer_stalled.set(0);
+                return Ok(());
             }
         }
     }
@@ -326,6 +343,14 @@ impl Reader {
                 self.create_slot(&mut conn, snapshot, leadership.pid)
                     .await?
             }
+        }
+        // This session confirms nothing beyond the slot's own position until its messages are
+        // acknowledged (what an earlier session had acknowledged may be what the broker lost).
+        if let Some(position) = slot::inspect(&self.pool, slot)
+            .await?
+            .and_then(|info| info.confirmed_flush_lsn)
+        {
+            self.publisher.tracker().rewind(position);
         }
         self.health
             .set("replication", true, format!("streaming slot {slot}"));

@@ -6,6 +6,7 @@
 //! `max_in_flight` records await acknowledgement. Status updates report the tracker's confirmed
 //! position every `status_interval` and whenever the server asks.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use shared::shutdown::Shutdown;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{PgWireError, ReplicationConnection};
-use crate::delivery::{Publisher, TxSeq};
+use crate::delivery::{AckedRange, Publisher, TxSeq};
 use crate::envelope::{
     encode_key, encode_value, write_envelope, write_key, RawSource, Row, SourceInfo,
 };
@@ -95,7 +96,25 @@ struct Session<'a> {
     /// Since when the broker has answered every probe while acknowledgements stall (an
     /// outage that just ended is not a stall: acknowledgements resume shortly after).
     answering_since: Option<std::time::Instant>,
+    /// The position reported to the server: confirmed by the tracker, then checked against
+    /// the partitions' log ends ([`Tracker::acked_offsets`]). Starts at the slot's
+    /// confirmed position.
+    ///
+    /// [`Tracker::acked_offsets`]: crate::delivery::Tracker::acked_offsets
+    verified: u64,
+    /// The highest offset of each partition the last successful check covered (unchanged
+    /// partitions are not asked again).
+    checked: HashMap<(String, i32), (i64, u64)>,
+    /// A check under way: the candidate position and the offsets it covers.
+    verifying: Option<Verifying>,
 }
+
+/// A log-end check in flight (see [`Session::verified`]).
+type Verifying = tokio::task::JoinHandle<(
+    u64,
+    Vec<AckedRange>,
+    Result<Result<(), String>, rdkafka::error::KafkaError>,
+)>;
 
 /// Starts replication on `conn` and streams until shutdown, `stop_at`, or an error.
 #[allow(clippy::too_many_arguments)]
@@ -129,6 +148,9 @@ pub async fn stream(
         health,
         last_probe: None,
         answering_since: None,
+        verified: publisher.tracker().confirmed(),
+        checked: HashMap::new(),
+        verifying: None,
     };
     session.run(shutdown, lost).await
 }
@@ -178,9 +200,12 @@ impl Session<'_> {
                 return Err(fault);
             }
             if let Some(stop) = self.params.stop_at {
-                if tracker.confirmed() >= stop {
+                if self.verified >= stop {
                     self.finish().await?;
                     return Ok(SessionEnd::StopReached);
+                }
+                if tracker.confirmed() >= stop {
+                    self.start_verification();
                 }
             }
             let room = tracker.in_flight() < self.params.max_in_flight;
@@ -192,7 +217,20 @@ impl Session<'_> {
                 }
                 _ = lost.cancelled() => return Err(Error::LeadershipLost),
                 _ = tracker.progressed() => {}
-                _ = status_tick.tick() => self.send_status().await?,
+                checked = async { self.verifying.as_mut().expect("guarded").await },
+                    if self.verifying.is_some() =>
+                {
+                    self.verifying = None;
+                    let (candidate, offsets, outcome) = checked
+                        .map_err(|e| Error::Delivery(format!("checking the broker's offsets: {e}")))?;
+                    if self.verification_done(candidate, offsets, outcome)? {
+                        self.send_status().await?;
+                    }
+                }
+                _ = status_tick.tick() => {
+                    self.start_verification();
+                    self.send_status().await?;
+                }
                 _ = stall_tick.tick() => self.check_stall().await?,
                 read = self.conn.fill(), if room => {
                     read.map_err(Error::wire("reading the replication stream"))?;
@@ -571,8 +609,73 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Starts checking the broker's log ends for the tracker's confirmed position, if it
+    /// moved and no check is under way. Partitions whose acknowledged offset did not change
+    /// since the last successful check are not asked again.
+    fn start_verification(&mut self) {
+        if self.verifying.is_some() {
+            return;
+        }
+        let (candidate, offsets) = self.publisher.tracker().acked_offsets();
+        if candidate <= self.verified {
+            return;
+        }
+        let mut floors = Vec::new();
+        let offsets: Vec<_> = offsets
+            .into_iter()
+            .filter(|range| {
+                let before = self.checked.get(&(range.topic.clone(), range.partition));
+                if before == Some(&(range.last, range.duplicate_runs)) {
+                    return false;
+                }
+                let floor = before.map_or(range.first - 1, |(last, _)| *last);
+                floors.push((range.topic.clone(), range.partition, floor));
+                true
+            })
+            .collect();
+        let check = self.publisher.verify(floors);
+        self.verifying = Some(tokio::spawn(async move {
+            let outcome = check.await;
+            (candidate, offsets, outcome)
+        }));
+    }
+
+    /// Takes the outcome of a log-end check: the candidate becomes the reported
+    /// position (returns whether it moved), a loss ends the session (it restarts from the
+    /// last reported position and sends everything after it again), and a broker that could
+    /// not be asked is asked again at the next status tick.
+    fn verification_done(
+        &mut self,
+        candidate: u64,
+        offsets: Vec<AckedRange>,
+        outcome: Result<Result<(), String>, rdkafka::error::KafkaError>,
+    ) -> Result<bool, Error> {
+        match outcome {
+            Ok(Ok(())) => {
+                for range in offsets {
+                    self.checked.insert(
+                        (range.topic, range.partition),
+                        (range.last, range.duplicate_runs),
+                    );
+                }
+                let moved = candidate > self.verified;
+                self.verified = self.verified.max(candidate);
+                Ok(moved)
+            }
+            Ok(Err(loss)) => {
+                tracing::error!(reason = %loss, "the broker lost acknowledged messages; they will be sent again");
+                self.metrics.ack_regressions.inc();
+                Err(Error::AckRegression(loss))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the broker's offsets; the confirmed position waits");
+                Ok(false)
+            }
+        }
+    }
+
     async fn send_status(&mut self) -> Result<(), Error> {
-        let confirmed = self.publisher.tracker().confirmed();
+        let confirmed = self.verified;
         self.conn
             .queue_copy_data(&status_update(confirmed, SystemTime::now()))
             .map_err(Error::wire("sending a status update"))?;
@@ -594,6 +697,22 @@ impl Session<'_> {
                 in_flight = self.publisher.tracker().in_flight(),
                 "not everything was acknowledged before the shutdown deadline; confirming what was"
             );
+        }
+        if let Some(pending) = self.verifying.take() {
+            pending.abort();
+        }
+        self.start_verification();
+        if let Some(pending) = self.verifying.take() {
+            match tokio::time::timeout(Duration::from_secs(10), pending).await {
+                Ok(Ok((candidate, offsets, outcome))) => {
+                    if let Err(e) = self.verification_done(candidate, offsets, outcome) {
+                        tracing::warn!(error = %e, "not confirming what the broker lost");
+                    }
+                }
+                _ => tracing::warn!(
+                    "the broker's offsets could not be checked; confirming only what was checked before"
+                ),
+            }
         }
         self.send_status().await?;
         self.conn.queue_copy_done();
@@ -620,7 +739,7 @@ impl Session<'_> {
             })
             .sum();
         tracing::info!(
-            confirmed = %format_lsn(self.publisher.tracker().confirmed()),
+            confirmed = %format_lsn(self.verified),
             events,
             transactions = self.metrics.transactions.get(),
             "stream ended; position confirmed"

@@ -19,4 +19,4 @@ mod publisher;
 mod tracker;
 
 pub use publisher::{producer_settings, DeliveryContext, InFlight, Publisher};
-pub use tracker::{Tracker, TxSeq};
+pub use tracker::{AckedRange, Tracker, TxSeq};

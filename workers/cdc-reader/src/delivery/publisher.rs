@@ -288,6 +288,37 @@ impl Publisher {
         .unwrap_or(false)
     }
 
+    /// Asks the broker whether it still holds what was acknowledged: each partition's log end
+    /// (`ListOffsets`, latest) must be above `floor`, the highest offset known to be held
+    /// before (at the previous check, or just before the first acknowledgement). A broker
+    /// that came back empty or truncated its log fails this. The floor is not the highest
+    /// acknowledged offset itself, because some brokers (Tansu) report the log end as the
+    /// start of the last record batch plus one. `Ok(Err(reason))` is a loss; `Err` means the
+    /// broker could not be asked (asked again later).
+    pub fn verify(
+        &self,
+        floors: Vec<(String, i32, i64)>,
+    ) -> impl std::future::Future<Output = Result<Result<(), String>, KafkaError>> + Send + 'static
+    {
+        let producer = self.current();
+        let checked = tokio::task::spawn_blocking(move || {
+            for (topic, partition, floor) in floors {
+                let (_, end) = producer.client().fetch_watermarks(
+                    &topic,
+                    partition,
+                    Duration::from_secs(5),
+                )?;
+                if end <= floor {
+                    return Ok(Err(format!(
+                        "{topic}[{partition}] ends at offset {end}, but offset {floor} was acknowledged"
+                    )));
+                }
+            }
+            Ok(Ok(()))
+        });
+        async move { checked.await.map_err(|_| KafkaError::Canceled)? }
+    }
+
     /// The tracker fed by this producer.
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker

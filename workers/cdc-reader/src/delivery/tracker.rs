@@ -34,8 +34,8 @@ struct State {
     regression: Option<String>,
     /// The producer failed fatally (see [`Error::ProducerLost`]).
     broken: Option<String>,
-    /// Offset of the last acknowledgement per topic and partition.
-    last_offsets: HashMap<String, HashMap<i32, i64>>,
+    /// Acknowledged offsets per topic and partition.
+    last_offsets: HashMap<String, HashMap<i32, PartitionAcks>>,
     /// When the last delivery report came, or the first message after an idle spell was
     /// sent: how long acknowledgements have been awaited.
     last_progress: Option<Instant>,
@@ -58,30 +58,78 @@ impl State {
     }
 
     /// Records an acknowledgement at `offset`; an error when it does not follow the
-    /// partition's previous one (or has no offset at all).
+    /// partition's previous one.
+    ///
+    /// A batch the broker reports as a duplicate of one it already appended (a retry of a
+    /// request whose response was lost) is acknowledged with base offset -1, so its messages
+    /// come back at -1, 0, 1, … (librdkafka adds each message's index to the base). Such a run
+    /// is accepted without moving the partition's last known offset; whether the broker
+    /// really kept it is checked against the partition's high watermark before any position
+    /// is confirmed ([`Tracker::acked_offsets`]).
     fn follow_offset(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), String> {
         // Looked up by `&str`: no allocation per acknowledgement.
         if !self.last_offsets.contains_key(topic) {
             self.last_offsets.insert(topic.to_owned(), HashMap::new());
         }
-        let partitions = self.last_offsets.get_mut(topic);
-        let last = partitions.and_then(|p| {
-            let last = p.get(&partition).copied();
-            if offset >= 0 && last.is_none_or(|last| offset > last) {
-                p.insert(partition, offset);
-            }
-            last
-        });
-        match last {
+        let acks = self
+            .last_offsets
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
+            .or_default();
+        if offset == -1 {
+            acks.duplicate_next = Some(0);
+            acks.duplicate_runs += 1;
+            return Ok(());
+        }
+        if acks.duplicate_next == Some(offset) {
+            acks.duplicate_next = Some(offset + 1);
+            return Ok(());
+        }
+        acks.duplicate_next = None;
+        match acks.last {
             Some(last) if offset <= last => Err(format!(
                 "{topic}[{partition}] acknowledged offset {offset} after {last}"
             )),
-            None if offset < 0 => Err(format!(
+            _ if offset < 0 => Err(format!(
                 "{topic}[{partition}] acknowledged without an offset ({offset})"
             )),
-            _ => Ok(()),
+            _ => {
+                acks.last = Some(offset);
+                acks.first.get_or_insert(offset);
+                Ok(())
+            }
         }
     }
+}
+
+/// The offsets acknowledged on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AckedRange {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The first offset acknowledged.
+    pub first: i64,
+    /// The highest offset acknowledged.
+    pub last: i64,
+    /// Batches acknowledged as duplicates, without offsets, so far.
+    pub duplicate_runs: u64,
+}
+
+/// What the acknowledgements of one partition said.
+#[derive(Debug, Default, Clone, Copy)]
+struct PartitionAcks {
+    /// The first offset acknowledged.
+    first: Option<i64>,
+    /// The highest offset acknowledged.
+    last: Option<i64>,
+    /// Inside a run of messages acknowledged as a duplicate batch (base offset -1): the
+    /// offset the run's next message would report.
+    duplicate_next: Option<i64>,
+    /// Runs acknowledged as duplicates so far (each one is checked against the log end).
+    duplicate_runs: u64,
 }
 
 /// Why a message does not count as delivered.
@@ -298,9 +346,43 @@ impl Tracker {
         }
     }
 
-    /// The position that may be confirmed.
+    /// The position that may be confirmed once the broker still holds what was acknowledged
+    /// ([`Tracker::acked_offsets`]).
     pub fn confirmed(&self) -> u64 {
         self.lock().confirmed
+    }
+
+    /// The confirmed position, with the first and the highest offset acknowledged on every
+    /// partition when it was read. Before the position is reported to PostgreSQL, the broker
+    /// is asked whether each partition still holds what was acknowledged on it (a loss on a
+    /// partition that gets no further message is seen only this way).
+    pub fn acked_offsets(&self) -> (u64, Vec<AckedRange>) {
+        let state = self.lock();
+        let offsets = state
+            .last_offsets
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().filter_map(move |(p, acks)| {
+                    Some(AckedRange {
+                        topic: topic.clone(),
+                        partition: *p,
+                        first: acks.first?,
+                        last: acks.last?,
+                        duplicate_runs: acks.duplicate_runs,
+                    })
+                })
+            })
+            .collect();
+        (state.confirmed, offsets)
+    }
+
+    /// Starts a session at `position`, the slot's confirmed position: nothing beyond it counts
+    /// as confirmed until this session's own messages are acknowledged again (what an earlier
+    /// session had acknowledged may be what the broker lost).
+    pub fn rewind(&self, position: u64) {
+        let mut state = self.lock();
+        state.confirmed = position;
+        self.metrics.confirmed_lsn.set(lsn_gauge(position));
     }
 
     /// Transactions tracked (for tests of the memory bound).
@@ -432,13 +514,68 @@ mod tests {
         t.commit(c, 1, 20);
         t.acknowledged(c, "t", 0, 1);
         assert_eq!(t.confirmed(), 20);
-        // A negative offset on a partition never seen is no acknowledgement either.
+        // Any other negative offset is no acknowledgement either.
         let d = t.begin();
         t.sent();
         t.commit(d, 1, 30);
-        t.acknowledged(d, "u", 0, -1);
+        t.acknowledged(d, "u", 0, -2);
         assert_eq!(t.confirmed(), 20);
         assert!(t.fault().is_some());
+    }
+
+    #[test]
+    fn a_duplicate_batch_acknowledged_without_offsets_is_no_regression() {
+        let t = tracker();
+        let a = t.begin();
+        for _ in 0..6 {
+            t.sent();
+        }
+        t.commit(a, 6, 10);
+        t.acknowledged(a, "t", 0, 279);
+        // A retried batch of three the broker already had: base offset -1.
+        t.acknowledged(a, "t", 0, -1);
+        t.acknowledged(a, "t", 0, 0);
+        t.acknowledged(a, "t", 0, 1);
+        // Then the partition goes on where it was.
+        t.acknowledged(a, "t", 0, 280);
+        t.acknowledged(a, "t", 1, 5);
+        assert!(t.fault().is_none(), "{:?}", t.fault());
+        assert_eq!(t.confirmed(), 10);
+        let (confirmed, mut offsets) = t.acked_offsets();
+        offsets.sort();
+        assert_eq!(confirmed, 10);
+        let range = |partition, first, last, duplicate_runs| AckedRange {
+            topic: "t".to_owned(),
+            partition,
+            first,
+            last,
+            duplicate_runs,
+        };
+        assert_eq!(
+            offsets,
+            vec![range(0, 279, 280, 1), range(1, 5, 5, 0)],
+            "the offsets to check"
+        );
+        // Outside such a run, a low offset is a regression again.
+        let b = t.begin();
+        t.sent();
+        t.commit(b, 1, 20);
+        t.acknowledged(b, "t", 0, 2);
+        assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
+    }
+
+    #[test]
+    fn a_session_starts_from_the_slot_not_from_what_an_earlier_one_acknowledged() {
+        let t = tracker();
+        let a = t.begin();
+        t.sent();
+        t.commit(a, 1, 500);
+        t.acknowledged(a, "t", 0, 7);
+        assert_eq!(t.confirmed(), 500);
+        t.abandon_open();
+        t.rewind(300);
+        assert_eq!(t.confirmed(), 300);
+        assert_eq!(t.acked_offsets().0, 300);
     }
 
     #[test]
