@@ -104,7 +104,7 @@ struct Session<'a> {
     verified: u64,
     /// The highest offset of each partition the last successful check covered (unchanged
     /// partitions are not asked again).
-    checked: HashMap<(String, i32), (i64, u64)>,
+    checked: HashMap<(String, i32), i64>,
     /// A check under way: the candidate position and the offsets it covers.
     verifying: Option<Verifying>,
 }
@@ -625,10 +625,10 @@ impl Session<'_> {
             .into_iter()
             .filter(|range| {
                 let before = self.checked.get(&(range.topic.clone(), range.partition));
-                if before == Some(&(range.last, range.duplicate_runs)) {
+                if before == Some(&range.last) {
                     return false;
                 }
-                let floor = before.map_or(range.first - 1, |(last, _)| *last);
+                let floor = before.map_or(range.first - 1, |last| *last);
                 floors.push((range.topic.clone(), range.partition, floor));
                 true
             })
@@ -653,10 +653,8 @@ impl Session<'_> {
         match outcome {
             Ok(Ok(())) => {
                 for range in offsets {
-                    self.checked.insert(
-                        (range.topic, range.partition),
-                        (range.last, range.duplicate_runs),
-                    );
+                    self.checked
+                        .insert((range.topic, range.partition), range.last);
                 }
                 let moved = candidate > self.verified;
                 self.verified = self.verified.max(candidate);

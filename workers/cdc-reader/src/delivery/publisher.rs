@@ -221,6 +221,13 @@ pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::Clie
     if !overridden("queue.buffering.max.kbytes") {
         config.set("queue.buffering.max.kbytes", "1048576");
     }
+    if !overridden("socket.timeout.ms") {
+        // A produce request to a broker that is paused is not timed out and retried for five
+        // minutes: the retry of a batch the broker meanwhile appended is a duplicate, which
+        // some brokers (Tansu) acknowledge without offsets, and the reader must then take the
+        // batch as lost and resend the session. A dead broker closes the connection sooner.
+        config.set("socket.timeout.ms", "300000");
+    }
     config
 }
 

@@ -58,14 +58,10 @@ impl State {
     }
 
     /// Records an acknowledgement at `offset`; an error when it does not follow the
-    /// partition's previous one.
-    ///
-    /// A batch the broker reports as a duplicate of one it already appended (a retry of a
-    /// request whose response was lost) is acknowledged with base offset -1, so its messages
-    /// come back at -1, 0, 1, … (librdkafka adds each message's index to the base). Such a run
-    /// is accepted without moving the partition's last known offset; whether the broker
-    /// really kept it is checked against the partition's high watermark before any position
-    /// is confirmed ([`Tracker::acked_offsets`]).
+    /// partition's previous one, or has no offset at all. A batch some brokers (Tansu) report
+    /// as a duplicate of one they already appended comes back without offsets (-1, 0, 1, …:
+    /// librdkafka adds each message's index to the base), and such a broker may say so of a
+    /// batch it lost in a restart: it counts as a loss too, and is sent again.
     fn follow_offset(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), String> {
         // Looked up by `&str`: no allocation per acknowledgement.
         if !self.last_offsets.contains_key(topic) {
@@ -77,16 +73,6 @@ impl State {
             .expect("inserted above")
             .entry(partition)
             .or_default();
-        if offset == -1 {
-            acks.duplicate_next = Some(0);
-            acks.duplicate_runs += 1;
-            return Ok(());
-        }
-        if acks.duplicate_next == Some(offset) {
-            acks.duplicate_next = Some(offset + 1);
-            return Ok(());
-        }
-        acks.duplicate_next = None;
         match acks.last {
             Some(last) if offset <= last => Err(format!(
                 "{topic}[{partition}] acknowledged offset {offset} after {last}"
@@ -114,8 +100,6 @@ pub struct AckedRange {
     pub first: i64,
     /// The highest offset acknowledged.
     pub last: i64,
-    /// Batches acknowledged as duplicates, without offsets, so far.
-    pub duplicate_runs: u64,
 }
 
 /// What the acknowledgements of one partition said.
@@ -125,11 +109,6 @@ struct PartitionAcks {
     first: Option<i64>,
     /// The highest offset acknowledged.
     last: Option<i64>,
-    /// Inside a run of messages acknowledged as a duplicate batch (base offset -1): the
-    /// offset the run's next message would report.
-    duplicate_next: Option<i64>,
-    /// Runs acknowledged as duplicates so far (each one is checked against the log end).
-    duplicate_runs: u64,
 }
 
 /// Why a message does not count as delivered.
@@ -368,7 +347,6 @@ impl Tracker {
                         partition: *p,
                         first: acks.first?,
                         last: acks.last?,
-                        duplicate_runs: acks.duplicate_runs,
                     })
                 })
             })
@@ -514,54 +492,40 @@ mod tests {
         t.commit(c, 1, 20);
         t.acknowledged(c, "t", 0, 1);
         assert_eq!(t.confirmed(), 20);
-        // Any other negative offset is no acknowledgement either.
+        // A negative offset on a partition never seen is no acknowledgement either.
         let d = t.begin();
         t.sent();
         t.commit(d, 1, 30);
-        t.acknowledged(d, "u", 0, -2);
+        t.acknowledged(d, "u", 0, -1);
         assert_eq!(t.confirmed(), 20);
         assert!(t.fault().is_some());
     }
 
     #[test]
-    fn a_duplicate_batch_acknowledged_without_offsets_is_no_regression() {
+    fn acknowledged_ranges_per_partition() {
         let t = tracker();
         let a = t.begin();
-        for _ in 0..6 {
+        for _ in 0..4 {
             t.sent();
         }
-        t.commit(a, 6, 10);
+        t.commit(a, 4, 10);
         t.acknowledged(a, "t", 0, 279);
-        // A retried batch of three the broker already had: base offset -1.
-        t.acknowledged(a, "t", 0, -1);
-        t.acknowledged(a, "t", 0, 0);
-        t.acknowledged(a, "t", 0, 1);
-        // Then the partition goes on where it was.
         t.acknowledged(a, "t", 0, 280);
         t.acknowledged(a, "t", 1, 5);
-        assert!(t.fault().is_none(), "{:?}", t.fault());
-        assert_eq!(t.confirmed(), 10);
+        // A batch acknowledged without offsets (a claimed duplicate) is no delivery.
+        t.acknowledged(a, "t", 0, -1);
+        assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
+        assert_eq!(t.confirmed(), 0);
         let (confirmed, mut offsets) = t.acked_offsets();
         offsets.sort();
-        assert_eq!(confirmed, 10);
-        let range = |partition, first, last, duplicate_runs| AckedRange {
+        let range = |partition, first, last| AckedRange {
             topic: "t".to_owned(),
             partition,
             first,
             last,
-            duplicate_runs,
         };
-        assert_eq!(
-            offsets,
-            vec![range(0, 279, 280, 1), range(1, 5, 5, 0)],
-            "the offsets to check"
-        );
-        // Outside such a run, a low offset is a regression again.
-        let b = t.begin();
-        t.sent();
-        t.commit(b, 1, 20);
-        t.acknowledged(b, "t", 0, 2);
-        assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
+        assert_eq!(confirmed, 0);
+        assert_eq!(offsets, vec![range(0, 279, 280), range(1, 5, 5)]);
     }
 
     #[test]

@@ -464,9 +464,29 @@ async fn a_minute_of_frozen_broker_costs_a_pause_in_bounded_memory() {
         (stop, task)
     };
 
+    let walsender = |pool: sqlx::PgPool, slot: String| async move {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(slot)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = walsender(pool.clone(), slot.clone()).await;
+    assert!(before.is_some(), "streaming before the freeze");
     broker.pause();
     tokio::time::sleep(Duration::from_secs(60)).await;
+    // The freeze itself: a minute of backpressure, the same replication connection.
+    let during = walsender(pool.clone(), slot.clone()).await;
+    let reconnects_during = scrape(&metrics_addr, "cdc_reconnects_total");
     broker.resume();
+    assert_eq!(
+        (during, reconnects_during),
+        (before, 0.0),
+        "the freeze cost the replication connection (log: {})",
+        log.display()
+    );
     flood.0.cancel();
     let small = flood.1.await.unwrap();
     workload.stop().await;
@@ -484,17 +504,22 @@ async fn a_minute_of_frozen_broker_costs_a_pause_in_bounded_memory() {
     )
     .await;
     let reconnects = scrape(&metrics_addr, "cdc_reconnects_total");
+    let regressions = scrape(&metrics_addr, "cdc_ack_offset_regressions_total");
     let peak = peak_rss_kib(reader.child.id());
     eprintln!(
         "{} changes and {small} small transactions on an uncaptured table during a 60 s freeze; \
-         {reconnects} reconnects; peak RSS {} KiB",
+         {reconnects} reconnects after it ({regressions} acknowledgements without offsets); \
+         peak RSS {} KiB",
         expected.len(),
         peak
     );
-    assert_eq!(
-        reconnects,
-        0.0,
-        "the freeze cost a reconnect (log: {})",
+    // After the freeze, this broker (Tansu 0.6 with librdkafka 2.12) sometimes acknowledges a
+    // batch as a duplicate without offsets; the reader takes that as a loss and resends from
+    // the slot (a session restart that the freeze itself did not cause). Nothing else may
+    // restart the session.
+    assert!(
+        reconnects == 0.0 || regressions > 0.0,
+        "a reconnect after the freeze without a reason (log: {})",
         log.display()
     );
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
