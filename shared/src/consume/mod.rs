@@ -67,7 +67,7 @@ use tracing::Instrument;
 
 pub use metrics::*;
 pub use offsets::{OffsetBook, TopicPartition};
-pub use publish::{Record, RecordKind, SendError, Sink};
+pub use publish::{until_acknowledged, Publishing, Record, RecordKind, SendError, Sink};
 
 use crate::backoff::Backoff;
 use crate::dlq;
@@ -280,7 +280,8 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// `abort-after-write`: abort the process (as SIGKILL would end it) right after the first
-    /// batch write that produced events commits, before any of them is published.
+    /// batch with events to publish (results or dead letters) was written, before any of them
+    /// is published.
     AbortAfterWrite,
 }
 
@@ -783,9 +784,10 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
             });
         }
         if self.settings().fault == Some(Fault::AbortAfterWrite)
-            && settled
-                .iter()
-                .any(|s| matches!(s, Settled::Done(outputs) if !outputs.is_empty()))
+            && (!letters.is_empty()
+                || settled
+                    .iter()
+                    .any(|s| matches!(s, Settled::Done(outputs) if !outputs.is_empty())))
         {
             tracing::error!("PIPELINE_FAULT=abort-after-write: aborting after a committed write");
             std::process::abort();
@@ -826,7 +828,7 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
         let span = tracing::info_span!("publish", seq = written.seq, events = records.len());
         self.publishing = Some(tokio::spawn(
             async move {
-                publish::until_acknowledged(&context, records).await;
+                publish::until_acknowledged(context.publishing(), records).await;
                 written
             }
             .instrument(span),

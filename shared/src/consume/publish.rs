@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::{Context, Message, Metrics, Output, Settings, Step};
 use crate::dlq;
+use crate::health::Health;
 
 /// One message to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,12 +113,38 @@ pub(crate) fn records(
     records
 }
 
-/// Publishes until every record is acknowledged. Returns only then (the runtime aborts the
-/// task at its shutdown deadline).
-pub(crate) async fn until_acknowledged<S: Step, K: Sink>(
-    context: &Context<S, K>,
-    mut records: Vec<Record>,
-) {
+/// What publishing needs besides the records: where they go, the retry policy, and where
+/// failures are reported. The runtime's own publishing and one-off jobs (the analyzer's
+/// `reanalyze`) share it, so both give the same guarantee.
+#[derive(Debug)]
+pub struct Publishing<'a, K> {
+    /// The producer.
+    pub sink: &'a K,
+    /// Dead-letter topic and worker name (for notes of events too large), retry backoff.
+    pub settings: &'a Settings,
+    /// Counters of acknowledged events, retries and producer resets.
+    pub metrics: &'a Metrics,
+    /// The `publish` component of `/readyz`.
+    pub health: &'a Health,
+}
+
+impl<S: Step, K: Sink> Context<S, K> {
+    pub(crate) fn publishing(&self) -> Publishing<'_, K> {
+        Publishing {
+            sink: &self.sink,
+            settings: &self.settings,
+            metrics: &self.metrics,
+            health: &self.health,
+        }
+    }
+}
+
+/// Publishes until every record is acknowledged: a failed send is retried with the
+/// settings' backoff (only the records that failed), a producer whose acknowledgements time
+/// out or fail twice in a row is recreated, an event the broker refuses as too large is
+/// replaced by a dead-lettered note of it. Returns only when all are acknowledged (the runtime
+/// aborts the task at its shutdown deadline).
+pub async fn until_acknowledged<K: Sink>(context: Publishing<'_, K>, mut records: Vec<Record>) {
     let mut attempt = 0u32;
     while !records.is_empty() {
         let sends: Vec<_> = records.iter().map(|r| context.sink.send(r)).collect();
@@ -137,7 +164,7 @@ pub(crate) async fn until_acknowledged<S: Step, K: Sink>(
                 },
                 Err(SendError::TooLarge) => {
                     tracing::error!(topic = %record.topic, bytes = record.payload.len(), "event too large for the broker; dead-lettering a note of it instead");
-                    failed.push(too_large_note(&context.settings, &record));
+                    failed.push(too_large_note(context.settings, &record));
                 }
                 Err(e) => {
                     suspect |= matches!(e, SendError::Timeout | SendError::Fatal(_));

@@ -126,7 +126,7 @@ impl Step for FakeStep {
         let text = String::from_utf8(message.payload.clone().unwrap_or_default()).unwrap();
         match text.as_str() {
             "skip" => Decision::Skip("other"),
-            "bad" => Decision::DeadLetter(Letter {
+            bad if bad.starts_with("bad") => Decision::DeadLetter(Letter {
                 kind: dlq::Kind::Decode,
                 reason: "malformed".into(),
                 message: "bad payload".into(),
@@ -170,9 +170,15 @@ impl Step for FakeStep {
                         *n -= 1;
                         return Settled::Deferred;
                     }
+                    // `big…` results carry the whole input (an event too large to publish).
+                    let payload = if e.item.starts_with("big") {
+                        e.item.clone().into_bytes()
+                    } else {
+                        format!("r{}", e.message.offset).into_bytes()
+                    };
                     Settled::Done(vec![Output::Result {
                         key: e.message.key.clone().unwrap_or_default(),
-                        payload: format!("r{}", e.message.offset).into_bytes(),
+                        payload,
                     }])
                 })
                 .collect())
@@ -189,6 +195,8 @@ struct FakeSink {
     /// Acknowledgements stop (time out) until the producer is recreated.
     wedged: AtomicBool,
     resets: AtomicU32,
+    /// Largest message the "broker" takes (0: any).
+    max_bytes: usize,
 }
 
 impl FakeSink {
@@ -216,6 +224,9 @@ impl Sink for SinkHandle {
             if sink.wedged.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 return Err(SendError::Timeout);
+            }
+            if sink.max_bytes > 0 && record.payload.len() > sink.max_bytes {
+                return Err(SendError::TooLarge);
             }
             if sink
                 .fail
@@ -537,4 +548,51 @@ async fn shutdown_finishes_what_it_holds_and_commits_it() {
     assert_eq!(h.stop().await.abandoned, 0);
     assert_eq!(source.committed(), Some(3));
     assert_eq!(sink.payloads("results").len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outputs_too_large_for_the_broker_never_stall_a_partition() {
+    let huge_bad = format!("bad{}", "x".repeat(20_000));
+    let huge_result = format!("big{}", "y".repeat(20_000));
+    let input = vec![
+        message(0, Some(&huge_bad)),
+        message(1, Some(&huge_result)),
+        message(2, Some("a")),
+    ];
+    let mut settings = settings();
+    settings.max_message_bytes = 4_000;
+    let sink = FakeSink {
+        max_bytes: 4_000,
+        ..FakeSink::default()
+    };
+    let h = start(FakeStep::default(), sink, input, settings);
+    h.until("all committed", |h| h.source.committed() == Some(3))
+        .await;
+    assert_eq!(h.sink.payloads("results"), ["r2"]);
+    let letters: Vec<serde_json::Value> = h
+        .sink
+        .payloads("in.dlq")
+        .iter()
+        .map(|l| {
+            assert!(l.len() <= 4_000, "a dead letter of {} bytes", l.len());
+            serde_json::from_str(l).unwrap()
+        })
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    // The poison message's letter: its value cut to fit, with its size and hash.
+    let cut = letters
+        .iter()
+        .find(|l| l["original"]["offset"] == 0)
+        .expect("the dead letter of the oversized input");
+    assert_eq!(cut["original"]["value_truncated"], true);
+    assert_eq!(cut["original"]["value_bytes"], huge_bad.len());
+    assert_eq!(cut["original"]["value_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(h.metrics.truncated.get(), 1);
+    // The result the broker refused: a note of it in its place.
+    let note = letters
+        .iter()
+        .find(|l| l["error"]["kind"] == "too_large")
+        .expect("a note of the refused result");
+    assert_eq!(note["error"]["reason"], "event_too_large");
+    assert_eq!(h.stop().await, Report::default());
 }

@@ -3,20 +3,23 @@
 //! A new engine version (a richer document) changes nothing by itself: rows are analyzed when
 //! their inputs change. This command walks `saju_profiles` in primary-key order, a chunk at a
 //! time (bounded memory whatever the table's size), and for every row whose
-//! `analysis_version` is not the engine's (or every row, with `--all`) computes the analysis
+//! `analysis_version` is older than the engine's, or missing (or every row, with `--all`; a
+//! row a newer engine wrote is never downgraded otherwise) computes the analysis
 //! and writes it back with the worker's own batched, conditional statement: a row whose inputs
 //! changed meanwhile, or that an application holds locked, is left to the pipeline or retried.
 //! Each written row's result event goes to the results topic, acknowledged before the chunk
 //! counts as done. The last key done is kept in `reanalyze_progress`, so a run that stops for
 //! any reason resumes where it was (`--restart` starts over).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared::config::{KafkaArgs, PostgresArgs};
+use shared::consume::kafka::KafkaSink;
+use shared::consume::{Publishing, Record, RecordKind};
 use shared::db::RowState;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -41,7 +44,7 @@ pub struct ReanalyzeArgs {
     )]
     pub chunk_size: u32,
 
-    /// Re-analyze every row, not only those whose analysis_version differs from the engine's.
+    /// Re-analyze every row, not only those whose analysis_version is older than the engine's.
     #[arg(long, env = "REANALYZE_ALL")]
     pub all: bool,
 
@@ -69,6 +72,11 @@ pub struct ReanalyzeArgs {
     /// Write the rows only; publish no result events.
     #[arg(long = "no-publish", env = "REANALYZE_NO_PUBLISH")]
     pub no_publish: bool,
+
+    /// Longest wait for the broker's acknowledgement of an event before it is sent again
+    /// (with a new producer): events are published until acknowledged, as by the worker.
+    #[arg(long = "publish-timeout", env = "KAFKA_PUBLISH_TIMEOUT", default_value = "30s", value_parser = shared::config::parse_duration)]
+    pub publish_timeout: Duration,
 
     /// Chart conventions (same flags and variables as the worker; use the worker's).
     #[command(flatten)]
@@ -106,9 +114,10 @@ pub struct Summary {
 #[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
-    birth_date: chrono::DateTime<Utc>,
+    birth_date: Option<chrono::DateTime<Utc>>,
     is_solar: bool,
     is_leap_month: bool,
+    lunar_birth: Option<String>,
     gender: Option<String>,
     lsn: i64,
 }
@@ -118,18 +127,18 @@ struct Row {
 /// result schema says) takes the re-analysis over older results and any later edit's result
 /// over it.
 const CHUNK: &str = "\
-SELECT id, birth_date, is_solar, is_leap_month, gender,
+SELECT id, birth_date, is_solar, is_leap_month, lunar_birth, gender,
        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
 FROM saju_profiles
 WHERE id > COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000')
-  AND ($2 OR analysis_version IS DISTINCT FROM $3 OR id <= $6)
+  AND ($2 OR analysis_version IS NULL OR analysis_version < $3 OR id <= $6)
   AND ($4::text IS NULL OR analysis_status::text = $4)
 ORDER BY id LIMIT $5";
 
 const REMAINING: &str = "\
 SELECT count(*) FROM saju_profiles
 WHERE id > COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000')
-  AND ($2 OR analysis_version IS DISTINCT FROM $3 OR id <= $5)
+  AND ($2 OR analysis_version IS NULL OR analysis_version < $3 OR id <= $5)
   AND ($4::text IS NULL OR analysis_status::text = $4)";
 
 /// Runs the job to its end.
@@ -140,14 +149,10 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
     let job = args.job_name();
     let version = saju::json::VERSION as i32;
     let (mut last, high) = start_job(&pool, &job, version, args.restart).await?;
-    let producer: Option<FutureProducer> = if args.no_publish {
+    let publisher = if args.no_publish {
         None
     } else {
-        Some(
-            shared::kafka::producer_config(&args.kafka, "analyzer-reanalyze")
-                .create()
-                .context("cannot create the Kafka producer")?,
-        )
+        Some(Arc::new(EventPublisher::new(&args)?))
     };
     let remaining: i64 = sqlx::query_scalar(REMAINING)
         .bind(last)
@@ -190,8 +195,7 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
             .await?;
         let chunk = tokio::spawn(process_chunk(
             pool.clone(),
-            producer.clone(),
-            args.results_topic.clone(),
+            publisher.clone(),
             options,
             fingerprint.clone(),
             rows,
@@ -305,8 +309,7 @@ const LOCKED_ATTEMPTS: u32 = 50;
 
 async fn process_chunk(
     pool: PgPool,
-    producer: Option<FutureProducer>,
-    topic: String,
+    publisher: Option<Arc<EventPublisher>>,
     options: saju::Options,
     fingerprint: Fingerprint,
     rows: Vec<Row>,
@@ -321,6 +324,7 @@ async fn process_chunk(
                 birth_date: r.birth_date,
                 is_solar: r.is_solar,
                 is_leap_month: r.is_leap_month,
+                lunar_birth: r.lunar_birth,
                 gender: r.gender,
             },
         })
@@ -359,57 +363,65 @@ async fn process_chunk(
             tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
         }
     }
-    if let Some(producer) = &producer {
-        summary.published = publish(producer, &topic, &events).await?;
+    if let Some(publisher) = &publisher {
+        summary.published = publisher.publish(events).await;
     }
     Ok(summary)
 }
 
-/// Sends every event and waits for each acknowledgement, retrying failed sends.
-async fn publish(
-    producer: &FutureProducer,
-    topic: &str,
-    events: &[(Uuid, Vec<u8>)],
-) -> anyhow::Result<u64> {
-    let mut pending: Vec<usize> = (0..events.len()).collect();
-    let mut attempt = 0;
-    while !pending.is_empty() {
-        // Everything is queued first, then every acknowledgement awaited.
-        let mut deliveries = Vec::with_capacity(pending.len());
-        for &i in &pending {
-            let key = crate::step::key_of(events[i].0);
-            let record = FutureRecord::to(topic).key(&key).payload(&events[i].1);
-            deliveries.push((i, producer.send_result(record).map_err(|(e, _)| e)));
-        }
-        let mut failed = Vec::new();
-        for (i, delivery) in deliveries {
-            let outcome = match delivery {
-                Ok(future) => match tokio::time::timeout(Duration::from_secs(60), future).await {
-                    Ok(Ok(Ok(_))) => Ok(()),
-                    Ok(Ok(Err((e, _)))) => Err(e.to_string()),
-                    Ok(Err(_)) => Err("delivery report lost".to_owned()),
-                    Err(_) => Err("no acknowledgement within 60 s".to_owned()),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = outcome {
-                if failed.is_empty() {
-                    tracing::warn!(error = %e, "publishing result events failed; retrying");
-                }
-                failed.push(i);
-            }
-        }
-        pending = failed;
-        if !pending.is_empty() {
-            attempt += 1;
-            anyhow::ensure!(
-                attempt <= 20,
-                "result events could not be published after 20 attempts"
-            );
-            tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
-        }
+/// Publishes the job's result events with the consumer runtime's own publishing
+/// ([`shared::consume::until_acknowledged`]): every event until acknowledged, with the same
+/// retries, producer replacement and handling of events too large for the broker.
+struct EventPublisher {
+    sink: KafkaSink,
+    settings: shared::consume::Settings,
+    metrics: shared::consume::Metrics,
+    health: shared::health::Health,
+}
+
+impl EventPublisher {
+    fn new(args: &ReanalyzeArgs) -> anyhow::Result<Self> {
+        let sink = KafkaSink::new(&args.kafka, "analyzer-reanalyze", args.publish_timeout)
+            .context("cannot create the Kafka producer")?;
+        let cdc_topic = args.kafka.cdc_topic("public", "saju_profiles");
+        let settings = shared::consume::Settings::new(
+            "analyzer",
+            "reanalyze",
+            &args.results_topic,
+            &shared::topics::dlq_topic(&cdc_topic),
+        );
+        // The job serves no /metrics: its counters are for the shared code only.
+        let metrics =
+            shared::consume::Metrics::register("reanalyze", &[], &prometheus::Registry::new())?;
+        Ok(Self {
+            sink,
+            settings,
+            metrics,
+            health: shared::health::Health::new(),
+        })
     }
-    Ok(events.len() as u64)
+
+    /// Publishes `events` (keyed by profile id); returns how many, once all are acknowledged.
+    async fn publish(&self, events: Vec<(Uuid, Vec<u8>)>) -> u64 {
+        let count = events.len() as u64;
+        let records = events
+            .into_iter()
+            .map(|(id, payload)| Record {
+                topic: Arc::clone(&self.settings.result_topic),
+                key: Some(crate::step::key_of(id)),
+                payload,
+                kind: RecordKind::Result,
+            })
+            .collect();
+        let publishing = Publishing {
+            sink: &self.sink,
+            settings: &self.settings,
+            metrics: &self.metrics,
+            health: &self.health,
+        };
+        shared::consume::until_acknowledged(publishing, records).await;
+        count
+    }
 }
 
 /// A progress line every few seconds: a bar, rows done of the total, rate and time left.

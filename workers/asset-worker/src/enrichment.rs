@@ -100,16 +100,32 @@ fn read_with_retries(
     deadline: Instant,
     retried: &mut u32,
 ) -> Result<Vec<u8>, FileError> {
+    retry_transient(
+        || {
+            settings
+                .root
+                .read(&input.file_path, &input.file_name, settings.max_file_bytes)
+        },
+        deadline,
+        retried,
+    )
+}
+
+/// Calls `read` until it succeeds, fails for good, [`READ_ATTEMPTS`] were made, or the next
+/// backoff would pass `deadline`; transient failures ([`FileError::is_transient`]) are retried
+/// after a backoff (50 ms doubling), counted in `retried`.
+fn retry_transient<T>(
+    mut read: impl FnMut() -> Result<T, FileError>,
+    deadline: Instant,
+    retried: &mut u32,
+) -> Result<T, FileError> {
     let backoff = shared::backoff::Backoff {
         initial: Duration::from_millis(50),
         max: Duration::from_secs(2),
     };
     let mut attempt = 1;
     loop {
-        match settings
-            .root
-            .read(&input.file_path, &input.file_name, settings.max_file_bytes)
-        {
+        match read() {
             Err(e) if e.is_transient() && attempt < READ_ATTEMPTS => {
                 let delay = backoff.delay(attempt);
                 if Instant::now() + delay >= deadline {
@@ -271,5 +287,84 @@ mod tests {
         assert_eq!(doc["error"]["kind"], "missing");
         assert!(doc.get("format").is_none());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    fn failing(errno: i32) -> FileError {
+        FileError::Unreadable(std::io::Error::from_raw_os_error(errno))
+    }
+
+    #[test]
+    fn transient_read_errors_are_retried_until_the_read_succeeds() {
+        let mut calls = 0;
+        let mut retried = 0;
+        let started = Instant::now();
+        let read = retry_transient(
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(failing(libc::EMFILE))
+                } else {
+                    Ok(calls)
+                }
+            },
+            Instant::now() + Duration::from_secs(10),
+            &mut retried,
+        );
+        assert_eq!(read.unwrap(), 3);
+        assert_eq!(retried, 2);
+        assert!(
+            started.elapsed() >= Duration::from_millis(120),
+            "with a backoff in between (50 ms, then 100 ms, ±20 % jitter)"
+        );
+    }
+
+    #[test]
+    fn permanent_errors_and_exhausted_attempts_fail() {
+        let mut calls = 0;
+        let mut retried = 0;
+        let read: Result<(), _> = retry_transient(
+            || {
+                calls += 1;
+                Err(failing(libc::EACCES))
+            },
+            Instant::now() + Duration::from_secs(10),
+            &mut retried,
+        );
+        assert!(matches!(read, Err(FileError::Unreadable(_))));
+        assert_eq!(
+            (calls, retried),
+            (1, 0),
+            "a permission error is not retried"
+        );
+
+        let mut calls = 0;
+        let read: Result<(), _> = retry_transient(
+            || {
+                calls += 1;
+                Err(failing(libc::EIO))
+            },
+            Instant::now() + Duration::from_secs(10),
+            &mut retried,
+        );
+        assert!(read.is_err());
+        assert_eq!(calls, READ_ATTEMPTS, "EIO is tried {READ_ATTEMPTS} times");
+
+        // No retry may outlive the file's deadline.
+        let mut calls = 0;
+        let read: Result<(), _> = retry_transient(
+            || {
+                calls += 1;
+                Err(failing(libc::EIO))
+            },
+            Instant::now() + Duration::from_millis(10),
+            &mut 0,
+        );
+        assert!(read.is_err());
+        assert_eq!(calls, 1);
     }
 }

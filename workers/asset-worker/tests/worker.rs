@@ -688,27 +688,11 @@ async fn kill_9_mid_batch_loses_nothing() {
     h.finish().await;
 }
 
-#[tokio::test]
-async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dead_letter() {
-    let h = Harness::new("fault").await;
-    let mut ids = Vec::new();
-    for i in 0..60 {
-        let name = format!("photo_{i:04}.jpg");
-        h.put("/fault/", &name, &corpus::jpeg(64, 48, i, 80));
-        ids.push(h.insert("/fault/", &name, None, None).await);
-    }
-    let mut missing = Vec::new();
-    for i in 0..5 {
-        missing.push(
-            h.insert("/fault/", &format!("gone_{i}.png"), None, None)
-                .await,
-        );
-    }
-    ids.extend(&missing);
-    let group = unique_name("g");
-    // Dies right after its first batch is committed, before any event of it is acknowledged.
+/// Starts a worker that aborts (as SIGKILL would end it) right after its first batch with
+/// events to publish was written, before any of them is acknowledged; waits for it to die.
+async fn crash_after_a_write(h: &Harness, group: &str) {
     let mut crashing = h.spawn_worker_with(
-        &group,
+        group,
         "127.0.0.1:0",
         &[("PIPELINE_FAULT", "abort-after-write")],
     );
@@ -724,13 +708,48 @@ async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dea
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!status.success());
-    let written: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM image_assets WHERE enrichment_status <> 'pending'",
-    )
-    .fetch_one(h.pool())
-    .await
-    .unwrap();
-    assert!(written > 0, "the crash came after a committed write");
+}
+
+async fn count_status(h: &Harness, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM image_assets WHERE enrichment_status = $1")
+        .bind(status)
+        .fetch_one(h.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dead_letter() {
+    let h = Harness::new("fault").await;
+    let group = unique_name("g");
+    // First only rows whose file is missing: the batch written before the crash holds their
+    // dead letters (and error events).
+    let mut missing = Vec::new();
+    for i in 0..5 {
+        missing.push(
+            h.insert("/fault/", &format!("gone_{i}.png"), None, None)
+                .await,
+        );
+    }
+    crash_after_a_write(&h, &group).await;
+    assert!(
+        count_status(&h, "error").await > 0,
+        "the crash came after the failures were written"
+    );
+
+    // Then files that enrich: the crash comes after a batch of results was written.
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let name = format!("photo_{i:04}.jpg");
+        h.put("/fault/", &name, &corpus::jpeg(64, 48, i, 80));
+        ids.push(h.insert("/fault/", &name, None, None).await);
+    }
+    crash_after_a_write(&h, &group).await;
+    assert!(
+        count_status(&h, "done").await > 0,
+        "the crash came after results were written"
+    );
+    ids.extend(&missing);
 
     let mut worker = h.spawn_worker(&group, "127.0.0.1:0");
     h.wait_until_settled(&ids, Duration::from_secs(120)).await;

@@ -112,32 +112,51 @@ async fn count(stack: &Stack, sql: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dead_letter() {
-    let stack = Stack::start("fault").await;
-    let group = unique_name("analyzers");
-    let mut ids = stack.insert(&births(7, 1_500)).await;
-    let bad = stack.insert(&[(TOO_OLD, "F"); 20]).await;
-    ids.extend(&bad);
-
-    // Dies right after its first batch is committed in the database, before any event of it
-    // reached the broker.
+/// Starts an analyzer that aborts (as SIGKILL would end it) right after its first batch with
+/// events to publish was written, before any of them reached the broker; waits for it to die.
+async fn crash_after_a_write(stack: &Stack, group: &str) {
     let mut crashing = stack.analyzer_process_with(
-        &group,
+        group,
         free_port(),
         &[],
         &[("PIPELINE_FAULT", "abort-after-write")],
     );
     let status = wait_exit(&mut crashing, Duration::from_secs(120)).await;
     assert!(!status.success(), "the fault point aborts the process");
+}
+
+#[tokio::test]
+async fn a_crash_between_the_write_and_the_acknowledgement_loses_no_event_or_dead_letter() {
+    let stack = Stack::start("fault").await;
+    let group = unique_name("analyzers");
+
+    // First only rows that end in error: the batch written before the crash holds their
+    // dead letters (and error events), none of which reached the broker.
+    let bad = stack.insert(&[(TOO_OLD, "F"); 20]).await;
+    crash_after_a_write(&stack, &group).await;
     let written = count(
         &stack,
-        "SELECT count(*) FROM saju_profiles WHERE analysis_status <> 'pending'",
+        "SELECT count(*) FROM saju_profiles WHERE analysis_status = 'error'",
     )
     .await;
-    assert!(written > 0, "the crash came after a committed write");
+    assert!(
+        written > 0,
+        "the crash came after the rejections were written"
+    );
 
-    // The replacement finds those rows already written and publishes their events anyway.
+    // Then rows that analyze: the crash comes after a batch of results was written.
+    let mut ids = stack.insert(&births(7, 1_500)).await;
+    crash_after_a_write(&stack, &group).await;
+    let written = count(
+        &stack,
+        "SELECT count(*) FROM saju_profiles WHERE analysis_status = 'done'",
+    )
+    .await;
+    assert!(written > 0, "the crash came after results were written");
+    ids.extend(&bad);
+
+    // The replacement finds those rows already written and publishes their events and dead
+    // letters anyway.
     let port = free_port();
     let mut analyzer = stack.analyzer_process(&group, port);
     stack.wait_all_analyzed(Duration::from_secs(120)).await;
@@ -254,12 +273,26 @@ async fn a_broker_outage_longer_than_the_publish_timeout_loses_no_event() {
     )
     .await;
     broker.pause();
+    let paused = tokio::time::Instant::now();
     app.commit().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Operators see it: /readyz fails while the broker does not answer.
+    wait_for(
+        "/readyz to fail while the broker is frozen",
+        Duration::from_secs(30),
+        || async { (!readyz_ok(port).await).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep_until(paused + Duration::from_secs(8)).await;
     broker.resume();
 
     stack.wait_all_analyzed(Duration::from_secs(180)).await;
     assert_every_row_has_its_event(&stack, &ids).await;
+    wait_for(
+        "/readyz to answer 200 once the broker is back",
+        Duration::from_secs(30),
+        || async { readyz_ok(port).await.then_some(()) },
+    )
+    .await;
     let resets = metric(port, "analyzer_producer_resets_total").await;
     assert!(
         resets.unwrap_or(0.0) >= 1.0,

@@ -1,5 +1,6 @@
 //! `analyzer reanalyze` on 200,000 rows: killed mid-way, resumed, every row ends with the
-//! engine's analysis and its event; rows already current are not touched.
+//! engine's analysis and its event; rows an older engine analyzed are analyzed again, rows
+//! already current (or from a newer engine) are not touched.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use uuid::Uuid;
 
 const ROWS: i64 = 200_000;
 const CURRENT: i64 = 1_000;
+const OLDER: i64 = 500;
 
 fn reanalyze(env: &TestEnv, url: &str, topic: &str, log: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_analyzer"));
@@ -47,12 +49,26 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
     .execute(&db.pool)
     .await
     .unwrap();
+    // Half of them hold a newer engine's version: never downgraded.
     sqlx::query(
-        "UPDATE saju_profiles SET analysis_status = 'done', analysis_version = $2,
+        "UPDATE saju_profiles SET analysis_status = 'done',
+                analysis_version = $2 + (row_number % 2)::int,
                 analysis_result = '{\"stand_in\": true}'
-         WHERE id IN (SELECT id FROM saju_profiles ORDER BY id LIMIT $1)",
+         FROM (SELECT id, row_number() OVER (ORDER BY id) FROM saju_profiles ORDER BY id LIMIT $1) s
+         WHERE saju_profiles.id = s.id",
     )
     .bind(CURRENT)
+    .bind(saju::json::VERSION as i32)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // Rows an older engine analyzed are analyzed again.
+    sqlx::query(
+        "UPDATE saju_profiles SET analysis_status = 'done', analysis_version = $2 - 1,
+                analysis_result = '{\"older\": true}'
+         WHERE id IN (SELECT id FROM saju_profiles ORDER BY id DESC LIMIT $1)",
+    )
+    .bind(OLDER)
     .bind(saju::json::VERSION as i32)
     .execute(&db.pool)
     .await
@@ -103,11 +119,27 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
 
     // The second run resumes after the last key done and finishes.
     let second_log = dir.join(format!("{}.log", unique_name("reanalyze")));
-    let status = reanalyze(&env, &db.url, &topic, &second_log)
-        .status()
+    let mut second = reanalyze(&env, &db.url, &topic, &second_log)
+        .spawn()
         .expect("run analyzer reanalyze");
+    // Its peak resident memory while it walks the rest of the table: bounded by the two
+    // chunks in flight (5,000 rows of ≈ 4 kB documents each, written, published and
+    // queued in the producer), not by the table, whose documents alone come to ≈ 800 MB.
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        peak_kib = peak_kib.max(peak_rss_kib(second.id()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let log = std::fs::read_to_string(&second_log).unwrap();
     assert!(status.success(), "reanalyze failed:\n{log}");
+    eprintln!("peak RSS of the resumed run: {} MiB", peak_kib / 1024);
+    assert!(
+        peak_kib < 400 * 1024,
+        "reanalyze held {peak_kib} KiB at its peak"
+    );
     assert!(
         log.contains(&format!("Some({})", last.unwrap())),
         "the second run did not resume after {last:?}:\n{log}"
@@ -122,10 +154,11 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
             .unwrap_or_default()
     );
 
-    let (done, stand_ins): (i64, i64) = sqlx::query_as(
+    let (done, stand_ins, older): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE analysis_status = 'done' AND analysis_version = $1
                                    AND analysis_result ? 'twelve_stages'),
-                count(*) FILTER (WHERE analysis_result = '{\"stand_in\": true}')
+                count(*) FILTER (WHERE analysis_result = '{\"stand_in\": true}'),
+                count(*) FILTER (WHERE analysis_result ? 'older')
          FROM saju_profiles",
     )
     .bind(saju::json::VERSION as i32)
@@ -133,7 +166,11 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
     .await
     .unwrap();
     assert_eq!(done, ROWS - CURRENT);
-    assert_eq!(stand_ins, CURRENT, "rows already current were rewritten");
+    assert_eq!(
+        stand_ins, CURRENT,
+        "rows already current (or newer) were rewritten"
+    );
+    assert_eq!(older, 0, "rows of an older engine were left as they were");
     // Every re-analyzed row as the chart command computes it.
     sqlx::query(
         "UPDATE saju_profiles SET analysis_status = 'pending' WHERE analysis_result ? 'stand_in'",
@@ -188,4 +225,14 @@ async fn reanalyze_walks_two_hundred_thousand_rows_resumes_after_a_kill_and_publ
     for path in [first_log, second_log, third_log] {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// `VmHWM` (peak resident set) of a running process, in KiB (0 once it is gone).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
