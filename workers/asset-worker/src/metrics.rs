@@ -27,6 +27,10 @@ pub const QUEUE_DEPTH: &str = "asset_queue_depth";
 /// Transient read errors (`EMFILE`, `EIO`…) retried before a file was declared failed.
 pub const READ_RETRIES: &str = "asset_read_retries_total";
 
+/// Outcomes of files that were never read, so have no format: their series start at 0.
+pub const UNREAD_OUTCOMES: [&str; 5] =
+    ["missing", "refused", "too_large", "timeout", "invalid_row"];
+
 /// Label key: the file's format.
 pub const LABEL_FORMAT: &str = "format";
 /// Label key: how a file ended.
@@ -48,7 +52,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; the `done` outcome of every format starts at 0.
+    /// Registers every metric. Series start at 0 for the `done` outcome and the decode time
+    /// of every format, and for the failures that have no format (the file was never read),
+    /// so that dashboards and alerts see them from start-up.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             files_processed: IntCounterVec::new(
@@ -75,10 +81,13 @@ impl Metrics {
             metrics
                 .files_processed
                 .with_label_values(&[format.label(), "done"]);
+            metrics.decode_seconds.with_label_values(&[format.label()]);
         }
-        metrics
-            .files_processed
-            .with_label_values(&["unknown", "missing"]);
+        for outcome in UNREAD_OUTCOMES {
+            metrics
+                .files_processed
+                .with_label_values(&["unknown", outcome]);
+        }
         registry.register(Box::new(metrics.files_processed.clone()))?;
         registry.register(Box::new(metrics.read_bytes.clone()))?;
         registry.register(Box::new(metrics.decode_seconds.clone()))?;
