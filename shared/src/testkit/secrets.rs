@@ -1,8 +1,9 @@
 //! Checks that a worker binary never prints a secret it was given through the environment:
 //! not in `--help` (of the binary and of every subcommand), not in a refusal of a malformed
-//! `KAFKA_PROPERTIES`, not in the log lines of a start-up that fails on the database URL.
+//! `KAFKA_PROPERTIES`, not in the log lines of a start-up that fails on the database URL, and
+//! not in the debug-level logs of a worker running on real services.
 //!
-//! The checks need no services: each run either renders help or ends on its own within
+//! All but the last need no services: each run either renders help or ends on its own within
 //! seconds.
 
 use std::io::Read;
@@ -186,4 +187,135 @@ pub fn assert_database_errors_hide_secrets(binary: &str, args: &[&str]) {
         "{what} logged nothing about the bad URL"
     );
     assert_hidden(&format!("{what} failing on DATABASE_URL"), &output);
+}
+
+/// A login role whose password carries [`SECRET`] (superuser and replication, as the test
+/// cluster's own user), and the URL of `database_url`'s database as that role. Drop it with
+/// [`drop_secret_role`] once nothing uses it.
+pub async fn secret_role(database_url: &str) -> (String, String) {
+    use sqlx::Connection;
+    let role = super::unique_name("secret_role");
+    let password = format!("{SECRET}pw");
+    let mut admin = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect to the test database");
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {role} LOGIN SUPERUSER REPLICATION PASSWORD '{password}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("create the role");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(database_url).expect("a database URL");
+    url.set_username(&role).expect("a URL with a host");
+    url.set_password(Some(&password))
+        .expect("a URL with a host");
+    (url.to_string(), role)
+}
+
+/// Drops a role [`secret_role`] created.
+pub async fn drop_secret_role(database_url: &str, role: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect to the test database");
+    let _ = sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut admin)
+        .await;
+}
+
+/// `binary args` running as a service on real services, with the secret-bearing variables
+/// set to values that work (`DATABASE_URL` = `database_url`, whose password carries the
+/// marker: see [`secret_role`]; SASL properties a plaintext broker ignores) and every log at
+/// `debug`: once its `/readyz` answers 200 it is stopped with SIGTERM, and nothing it logged
+/// may contain them. `metrics_addr` is where the binary serves `/readyz`.
+pub fn assert_service_logs_hide_secrets(
+    binary: &str,
+    args: &[&str],
+    database_url: &str,
+    env: &[(&str, String)],
+    metrics_addr: &str,
+) {
+    let what = format!("`{binary} {}`", args.join(" "));
+    assert!(
+        database_url.contains(SECRET),
+        "the database URL must carry the marker"
+    );
+    let mut child = Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .env("DATABASE_URL", database_url)
+        .env(
+            "KAFKA_PROPERTIES",
+            format!("sasl.username={SECRET}user,sasl.password={SECRET}pw"),
+        )
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    // Drained while it runs (a full pipe would block it).
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).ok();
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ready = loop {
+        if readyz_ok(metrics_addr) {
+            break true;
+        }
+        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stop = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < stop {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    let status = child.wait().expect("waiting for the child");
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut stdout).ok();
+    }
+    let output = Output {
+        status,
+        stdout,
+        stderr: reader.join().unwrap_or_default(),
+    };
+    assert!(ready, "{what} never became ready: {}", printed(&output));
+    assert!(
+        output.stderr.len() > 1000,
+        "{what} logged almost nothing at debug level: {}",
+        printed(&output)
+    );
+    assert_hidden(&format!("{what} running at debug level"), &output);
+}
+
+/// Whether `GET /readyz` on `addr` answers 200.
+fn readyz_ok(addr: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /readyz HTTP/1.0\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
 }
