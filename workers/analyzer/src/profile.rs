@@ -19,10 +19,14 @@ use saju::{Birth, Gender, Instant, Options};
 /// What a profile's analysis depends on, as the row holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Inputs {
-    /// The birth instant (`birth_date`).
-    pub birth_date: DateTime<Utc>,
-    /// `is_solar`: false means the civil date of `birth_date` is a lunar date.
+    /// The birth instant (`birth_date`); may be NULL for a lunar birth given in `lunar_birth`.
+    pub birth_date: Option<DateTime<Utc>>,
+    /// `is_solar`: false means a lunar birth: `lunar_birth` when set, else the civil date of
+    /// `birth_date` in the analyzer's zone read as a lunar date (the original form).
     pub is_solar: bool,
+    /// `lunar_birth`: the lunar date and clock time of birth, `YYYY-MM-DD HH:MM`, which can
+    /// hold every lunar date (2/30 and leap months included).
+    pub lunar_birth: Option<String>,
     /// `is_leap_month` for lunar input.
     pub is_leap_month: bool,
     /// `gender` (`M`/`F`), which the luck pillars need; NULL in the row is `None`.
@@ -105,11 +109,12 @@ impl MalformedEvent {
 }
 
 /// The columns [`decide`] reads.
-const INPUT_COLUMNS: [&str; 8] = [
+const INPUT_COLUMNS: [&str; 9] = [
     "id",
     "birth_date",
     "is_solar",
     "is_leap_month",
+    "lunar_birth",
     "gender",
     "analysis_input",
     "analysis_status",
@@ -189,9 +194,27 @@ pub fn decide(event: &ChangeEvent, fingerprint: &Fingerprint) -> Result<Decision
 
 /// The inputs of a row (an event's `after`, or the row read from the table).
 pub fn inputs_of(row: &Map<String, Value>) -> Result<Inputs, MalformedEvent> {
+    let is_solar = bool_column(row, "is_solar")?;
+    // Absent from events of rows written before the column existed: no lunar birth then.
+    let lunar_birth = match row.get("lunar_birth") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(_) => return Err(MalformedEvent::column("lunar_birth", "not a string")),
+    };
+    let birth_date = match field(row, "birth_date")? {
+        Value::Null if lunar_birth.is_some() && !is_solar => None,
+        Value::Null => {
+            return Err(MalformedEvent::column(
+                "birth_date",
+                "NULL, and no lunar_birth of a lunar profile stands in for it",
+            ))
+        }
+        _ => Some(timestamp_column(row, "birth_date")?),
+    };
     Ok(Inputs {
-        birth_date: timestamp_column(row, "birth_date")?,
-        is_solar: bool_column(row, "is_solar")?,
+        birth_date,
+        is_solar,
+        lunar_birth,
         is_leap_month: bool_column(row, "is_leap_month")?,
         gender: optional_text_column(row, "gender")?.map(|g| g.trim_end().to_owned()),
     })
@@ -229,16 +252,25 @@ impl Fingerprint {
         Self { conventions }
     }
 
-    /// The fingerprint of one row's inputs.
+    /// The fingerprint of one row's inputs. Rows without `lunar_birth` keep the form they had
+    /// before the column existed (so they are not analyzed again for nothing).
     pub fn of(&self, inputs: &Inputs) -> String {
-        format!(
+        let birth_date = inputs
+            .birth_date
+            .map_or_else(|| "-".to_owned(), |b| b.timestamp_micros().to_string());
+        let mut fingerprint = format!(
             "{}|{}|{}|{}|{}",
-            inputs.birth_date.timestamp_micros(),
+            birth_date,
             if inputs.is_solar { "solar" } else { "lunar" },
             if inputs.is_leap_month { "leap" } else { "-" },
             inputs.gender.as_deref().unwrap_or("-"),
             self.conventions
-        )
+        );
+        if let Some(lunar) = &inputs.lunar_birth {
+            fingerprint.push_str("|L");
+            fingerprint.push_str(lunar);
+        }
+        fingerprint
     }
 }
 
@@ -251,6 +283,9 @@ pub enum InvalidInput {
     /// No gender, or not M/F.
     #[error("gender must be M or F for the luck pillars, found {0}")]
     Gender(String),
+    /// `lunar_birth` is not `YYYY-MM-DD HH:MM`.
+    #[error("lunar_birth `{0}` is not a lunar date and clock time like 1990-02-30 14:30")]
+    LunarBirth(String),
 }
 
 impl InvalidInput {
@@ -260,13 +295,14 @@ impl InvalidInput {
             InvalidInput::Engine(
                 saju::Error::OutOfRange { .. } | saju::Error::LunarOutOfRange { .. },
             ) => "out_of_range",
-            InvalidInput::Engine(_) => "invalid_date",
+            InvalidInput::Engine(_) | InvalidInput::LunarBirth(_) => "invalid_date",
             InvalidInput::Gender(_) => "invalid_gender",
         }
     }
 }
 
-/// The engine's input for a row: the instant itself for solar input; for lunar input, the
+/// The engine's input for a row: the instant itself for solar input; for lunar input,
+/// `lunar_birth` (a lunar date and a clock time in the analyzer's zone) or, without it, the
 /// civil date of `birth_date` in the analyzer's zone read as a lunar date, and its clock time.
 pub fn birth_of(inputs: &Inputs, options: &Options) -> Result<(Birth, Gender), InvalidInput> {
     let gender = match inputs.gender.as_deref() {
@@ -275,13 +311,59 @@ pub fn birth_of(inputs: &Inputs, options: &Options) -> Result<(Birth, Gender), I
         Some(other) => return Err(InvalidInput::Gender(format!("`{other}`"))),
         None => return Err(InvalidInput::Gender("NULL".to_owned())),
     };
+    if let (false, Some(text)) = (inputs.is_solar, &inputs.lunar_birth) {
+        let (date, time_of_day) = parse_lunar_birth(text, inputs.is_leap_month)
+            .ok_or_else(|| InvalidInput::LunarBirth(text.clone()))?;
+        return Ok((Birth::Lunar { date, time_of_day }, gender));
+    }
+    let Some(birth_date) = inputs.birth_date else {
+        return Err(InvalidInput::LunarBirth("NULL".to_owned()));
+    };
     let birth = Birth::from_profile(
-        Instant(inputs.birth_date.timestamp()),
+        Instant(birth_date.timestamp()),
         inputs.is_solar,
         inputs.is_leap_month,
         options.zone,
     );
     Ok((birth, gender))
+}
+
+/// Reads `YYYY-MM-DD HH:MM` (the form the column's CHECK enforces) as a lunar date and a
+/// clock time in seconds; whether the date exists is for the engine to say.
+pub fn parse_lunar_birth(text: &str, leap: bool) -> Option<(saju::LunarDate, u32)> {
+    let text = text.trim();
+    let shape = text.len() == 16
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    let (date, time) = text.split_once(' ')?;
+    let mut parts = date.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=30).contains(&day) {
+        return None;
+    }
+    let (hour, minute) = time.split_once(':')?;
+    let (hour, minute): (u32, u32) = (hour.parse().ok()?, minute.parse().ok()?);
+    if hour > 23 || minute > 59 {
+        return None;
+    }
+    Some((
+        saju::LunarDate {
+            year,
+            month,
+            day,
+            leap,
+        },
+        hour * 3600 + minute * 60,
+    ))
 }
 
 fn field<'a>(
@@ -577,9 +659,10 @@ mod tests {
     fn lunar_input_reads_the_civil_date_in_the_zone() {
         let inputs = Inputs {
             // 2020-04-15 14:30 in Seoul, read as lunar 2020-04-15 (leap).
-            birth_date: parse_timestamptz("2020-04-15 05:30:00+00").unwrap(),
+            birth_date: parse_timestamptz("2020-04-15 05:30:00+00"),
             is_solar: false,
             is_leap_month: true,
+            lunar_birth: None,
             gender: Some("F".into()),
         };
         let (birth, gender) = birth_of(&inputs, &Options::default()).unwrap();
@@ -602,5 +685,77 @@ mod tests {
             birth_of(&no_gender, &Options::default()),
             Err(InvalidInput::Gender(_))
         ));
+    }
+
+    #[test]
+    fn lunar_birth_carries_every_lunar_date_and_takes_precedence() {
+        let fp = Fingerprint::new(&Options::default());
+        // Lunar 1990-02-30 14:30: a real date no TIMESTAMPTZ date part can hold.
+        let mut lunar = row();
+        lunar["birth_date"] = Value::Null;
+        lunar["is_solar"] = json!(false);
+        lunar["lunar_birth"] = json!("1990-02-30 14:30");
+        let Decision::Analyze(profile) = decide(&event("c", lunar.clone()), &fp).unwrap() else {
+            panic!("a lunar profile without birth_date is analyzed");
+        };
+        let (birth, _) = birth_of(&profile.inputs, &Options::default()).unwrap();
+        match birth {
+            Birth::Lunar { date, time_of_day } => {
+                assert_eq!(
+                    (date.year, date.month, date.day, date.leap),
+                    (1990, 2, 30, false)
+                );
+                assert_eq!(time_of_day, 14 * 3600 + 30 * 60);
+            }
+            other => panic!("{other:?}"),
+        }
+        // It wins over a birth_date that is also there, and is part of the fingerprint.
+        lunar["birth_date"] = json!("2020-04-15 05:30:00+00");
+        let Decision::Analyze(both) = decide(&event("c", lunar.clone()), &fp).unwrap() else {
+            panic!();
+        };
+        assert!(matches!(
+            birth_of(&both.inputs, &Options::default()).unwrap().0,
+            Birth::Lunar {
+                date: saju::LunarDate { day: 30, .. },
+                ..
+            }
+        ));
+        let mut edited = lunar.clone();
+        edited["analysis_input"] = json!(fp.of(&both.inputs));
+        assert!(matches!(
+            decide(&event("u", edited.clone()), &fp).unwrap(),
+            Decision::Skip(SkipReason::Unchanged)
+        ));
+        edited["lunar_birth"] = json!("1990-02-29 14:30");
+        assert!(matches!(
+            decide(&event("u", edited), &fp).unwrap(),
+            Decision::Analyze(_)
+        ));
+        // A solar row's fingerprint is the one it had before the column existed.
+        let solar = inputs_of(row().as_object().unwrap()).unwrap();
+        assert!(!fp.of(&solar).contains("|L"));
+        // Neither form: malformed; a bad form: an invalid date on the row.
+        let mut neither = row();
+        neither["birth_date"] = Value::Null;
+        assert!(decide(&event("c", neither), &fp)
+            .unwrap_err()
+            .to_string()
+            .contains("lunar_birth"));
+        let bad = Inputs {
+            lunar_birth: Some("1990-13-01 10:00".into()),
+            ..profile.inputs.clone()
+        };
+        let e = birth_of(&bad, &Options::default()).unwrap_err();
+        assert_eq!(e.kind(), "invalid_date");
+        assert!(e.to_string().contains("`1990-13-01 10:00`"), "{e}");
+        for text in [
+            "1990-2-30 14:30",
+            "1990-02-31 14:30",
+            "1990-02-01",
+            "1990-02-01 24:00",
+        ] {
+            assert!(parse_lunar_birth(text, false).is_none(), "{text}");
+        }
     }
 }

@@ -198,7 +198,8 @@ impl Analyzer {
         let row = loop {
             let fetched: Result<Option<Value>, sqlx::Error> = sqlx::query_scalar(
                 "SELECT jsonb_build_object('id', id, 'birth_date', birth_date::text, 'is_solar', is_solar, \
-                        'is_leap_month', is_leap_month, 'gender', gender, 'analysis_input', analysis_input) \
+                        'is_leap_month', is_leap_month, 'lunar_birth', lunar_birth, 'gender', gender, \
+                        'analysis_input', analysis_input) \
                  FROM saju_profiles WHERE id = $1",
             )
             .bind(id)
@@ -417,6 +418,7 @@ pub(crate) fn result_event(outcome: &Outcome, analyzed_at: DateTime<Utc>) -> Vec
             "birth_date": inputs.birth_date,
             "is_solar": inputs.is_solar,
             "is_leap_month": inputs.is_leap_month,
+            "lunar_birth": inputs.lunar_birth,
             "gender": inputs.gender,
             "fingerprint": outcome.fingerprint,
         },

@@ -109,17 +109,19 @@ const ANALYSES: &str = "\
 WITH u AS (
     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bool[], $4::bool[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[],
-                         $10::int2[], $11::int2[], $12::int2[], $13::int2[], $14::int2[], $15::int2[], $16::int2[], $17::int2[])
+                         $10::int2[], $11::int2[], $12::int2[], $13::int2[], $14::int2[], $15::int2[], $16::int2[], $17::int2[],
+                         $19::text[])
         AS u(id, birth_date, is_solar, is_leap_month, gender, input, status, error, doc,
-             yg, yj, mg, mj, dg, dj, hg, hj)
+             yg, yj, mg, mj, dg, dj, hg, hj, lunar_birth)
 ), locked AS (
-    SELECT p.id, p.birth_date, p.is_solar, p.is_leap_month, p.gender, p.analysis_input, p.analyzed_at
+    SELECT p.id, p.birth_date, p.is_solar, p.is_leap_month, p.lunar_birth, p.gender, p.analysis_input, p.analyzed_at
     FROM saju_profiles p WHERE p.id IN (SELECT id FROM u)
     FOR UPDATE SKIP LOCKED
 ), matched AS (
     SELECT u.*, l.analysis_input IS NOT DISTINCT FROM u.input AS is_current, l.analyzed_at AS previous_at
     FROM u JOIN locked l USING (id)
-    WHERE l.birth_date = u.birth_date AND l.is_solar = u.is_solar AND l.is_leap_month = u.is_leap_month
+    WHERE l.birth_date IS NOT DISTINCT FROM u.birth_date AND l.is_solar = u.is_solar
+      AND l.is_leap_month = u.is_leap_month AND l.lunar_birth IS NOT DISTINCT FROM u.lunar_birth
       AND l.gender IS NOT DISTINCT FROM u.gender
 ), written AS (
     UPDATE saju_profiles AS p SET
@@ -148,6 +150,7 @@ pub async fn write(pool: &PgPool, outcomes_in: &[Outcome]) -> Result<Vec<RowOutc
     let mut solar = Vec::with_capacity(n);
     let mut leap = Vec::with_capacity(n);
     let mut genders: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut lunar: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut inputs = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
     let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
@@ -160,6 +163,7 @@ pub async fn write(pool: &PgPool, outcomes_in: &[Outcome]) -> Result<Vec<RowOutc
         solar.push(p.inputs.is_solar);
         leap.push(p.inputs.is_leap_month);
         genders.push(p.inputs.gender.clone());
+        lunar.push(p.inputs.lunar_birth.as_deref());
         inputs.push(outcome.fingerprint.as_str());
         match &outcome.result {
             Ok(computed) => {
@@ -200,6 +204,7 @@ pub async fn write(pool: &PgPool, outcomes_in: &[Outcome]) -> Result<Vec<RowOutc
         .bind(&hg)
         .bind(&hj)
         .bind(saju::json::VERSION as i32)
+        .bind(&lunar)
         .fetch_all(pool)
         .await?;
     outcomes(rows)
