@@ -328,7 +328,23 @@ def _bazi_chart(codes: list[int]) -> dict:
                        if "自刑" in relations(a.zhi, b.zhi)})
     st = day_master_strength(fp)
     score = st["score"]
+
+    # The schools of 12운성 no library offers as an option, built from bazi-chart's own rows:
+    # 수토동궁 counts 戊/己 on 壬/癸's rows (direction unchanged), 음양동생 counts a yin stem
+    # on its yang sibling's row (forward).
+    def suto(gan: str, zhi: str) -> str:
+        return STAGES_KO[changsheng({"戊": "壬", "己": "癸"}.get(gan, gan), zhi)]
+
+    def dongsaeng(gan: str, zhi: str) -> str:
+        return STAGES_KO[changsheng(STEMS[STEMS.index(gan) & ~1], zhi)]
+
+    schools = {
+        name: {"twelve_stages": {pos: f(day_gan, p.zhi) for pos, p in zip(POSITIONS, ps)},
+               "twelve_stages_self": {pos: f(p.gan, p.zhi) for pos, p in zip(POSITIONS, ps)}}
+        for name, f in (("suto", suto), ("dongsaeng", dongsaeng))
+    }
     return {
+        "unseong_schools": schools,
         "twelve_stages": {pos: STAGES_KO[changsheng(day_gan, p.zhi)] for pos, p in zip(POSITIONS, ps)},
         "twelve_stages_self": {pos: STAGES_KO[changsheng(p.gan, p.zhi)]
                                for pos, p in zip(POSITIONS, ps)},
@@ -370,7 +386,7 @@ def extras_line(line: str) -> dict:
             "bazi_chart": _bazi_chart(codes)}
     items = ("twelve_stages", "twelve_stages_self", "gongmang", "napeum", "sinsal12_year",
              "sinsal12_day", "sinsal", "self_punishment", "wonjin", "gwimun", "tae_won",
-             "tae_sik", "myeong_gung", "sin_gung", "strength")
+             "tae_sik", "myeong_gung", "sin_gung", "strength", "unseong_schools")
     out = {item: {lib: ans[item] for lib, ans in libs.items() if item in ans} for item in items}
     if len(parts) > 8:
         out["from_birth"] = {"lunar_python": _lunar_python_from_birth(" ".join(parts[8:10]))}

@@ -231,8 +231,10 @@ impl Analysis {
             ten_gods,
             interactions: Interactions::find(&codes),
             luck: Luck::compute(&pillars, gender),
-            twelve_stages: [1, 3, 5, 7].map(|i| stars::twelve_stage(day_stem, codes[i])),
-            twelve_stages_self: [0, 2, 4, 6].map(|i| stars::twelve_stage(codes[i], codes[i + 1])),
+            twelve_stages: [1, 3, 5, 7]
+                .map(|i| stars::twelve_stage_in(day_stem, codes[i], options.stars.unseong)),
+            twelve_stages_self: [0, 2, 4, 6]
+                .map(|i| stars::twelve_stage_in(codes[i], codes[i + 1], options.stars.unseong)),
             stars: Stars::find_with(&codes, &options.stars),
             strength: Strength::compute(day_stem, &codes, &element_units),
         }

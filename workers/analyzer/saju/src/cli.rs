@@ -121,6 +121,11 @@ pub struct ConventionArgs {
     /// Default: standard.
     #[arg(long, env = "SAJU_GWIMUN", default_value = "standard", value_parser = ["standard", "wonjin"])]
     pub gwimun: String,
+
+    /// How the 12운성 are counted: hwato (양순음역, 무·기 with 병·정), suto (양순음역, 무·기 with
+    /// 임·계) or dongsaeng (음양동생: yin stems forward like their yang sibling). Default: hwato.
+    #[arg(long, env = "SAJU_UNSEONG", default_value = "hwato", value_parser = ["hwato", "suto", "dongsaeng"])]
+    pub unseong: String,
 }
 
 impl ConventionArgs {
@@ -136,6 +141,11 @@ impl ConventionArgs {
                 hongyeom_variant: self.hongyeom == "variant",
                 goegang_four: self.goegang == "four",
                 gwimun_as_wonjin: self.gwimun == "wonjin",
+                unseong: match self.unseong.as_str() {
+                    "suto" => crate::stars::Unseong::SuTo,
+                    "dongsaeng" => crate::stars::Unseong::DongSaeng,
+                    _ => crate::stars::Unseong::HwaTo,
+                },
             },
         };
         options.validate()?;

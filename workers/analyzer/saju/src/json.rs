@@ -351,10 +351,9 @@ impl Fragments {
                 })
             })
             .collect();
-        let stage = (0..120u8)
-            .map(|i| {
+        let stage = (0..12u8)
+            .map(|index| {
                 Frag::build(|out| {
-                    let index = stars::twelve_stage(i / 12, 10 + i % 12);
                     raw(out, "{\"index\":");
                     int(out, index);
                     raw(out, ",\"name\":\"");
@@ -669,16 +668,15 @@ pub fn write_analysis(a: &Analysis, out: &mut Vec<u8>) {
 fn write_stars(a: &Analysis, f: &Fragments, cycle: &[u8; 4], out: &mut Vec<u8>) {
     let codes = a.pillars.codes;
     let pillar_keys = ["{\"year\":", ",\"month\":", ",\"day\":", ",\"hour\":"];
-    let day_stem = usize::from(codes[4]);
     raw(out, "],\"twelve_stages\":");
     for (p, key) in pillar_keys.iter().enumerate() {
         raw(out, key);
-        f.stage[day_stem * 12 + usize::from(codes[2 * p + 1] - 10)].put(out);
+        f.stage[usize::from(a.twelve_stages[p])].put(out);
     }
     raw(out, "},\"twelve_stages_self\":");
     for (p, key) in pillar_keys.iter().enumerate() {
         raw(out, key);
-        f.stage[usize::from(codes[2 * p]) * 12 + usize::from(codes[2 * p + 1] - 10)].put(out);
+        f.stage[usize::from(a.twelve_stages_self[p])].put(out);
     }
     let hits = |empty: [u8; 2]| {
         (0..4).fold(0u8, |m, p| {

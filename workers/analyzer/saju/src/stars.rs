@@ -17,11 +17,41 @@ pub const TWELVE_STAGES: [&str; 12] = [
 const LONG_LIFE: [u8; 10] = [11, 6, 2, 9, 2, 9, 5, 0, 8, 3];
 
 /// The 12운성 index (0 = 장생 … 11 = 양) of `stem` on `branch`: yang stems count forward
-/// from their 장생, yin stems backward (양순음역).
+/// from their 장생, yin stems backward (양순음역), 무/기 with 병/정 (화토동궁).
 pub const fn twelve_stage(stem: u8, branch: u8) -> u8 {
+    twelve_stage_in(stem, branch, Unseong::HwaTo)
+}
+
+/// How a school counts the 12운성 (see [`Schools::unseong`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Unseong {
+    /// 양순음역 with 화토동궁: 무 follows 병 (장생 인), 기 follows 정 (장생 유). The default.
+    #[default]
+    HwaTo,
+    /// 양순음역 with 수토동궁: 무 follows 임 (장생 신), 기 follows 계 (장생 묘).
+    SuTo,
+    /// 음양동생 (동생동사): a yin stem counts like its yang sibling, forward from the same
+    /// 장생 (을 like 갑, 기 like 무 …), 화토동궁.
+    DongSaeng,
+}
+
+/// [`twelve_stage`] as `school` counts it.
+pub const fn twelve_stage_in(stem: u8, branch: u8, school: Unseong) -> u8 {
     let b = branch - BRANCH_BASE;
-    let start = LONG_LIFE[stem as usize];
-    if stem % 2 == 0 {
+    let (row, forward) = match school {
+        Unseong::HwaTo => (stem, stem % 2 == 0),
+        Unseong::SuTo => (
+            match stem {
+                4 => 8,
+                5 => 9,
+                other => other,
+            },
+            stem % 2 == 0,
+        ),
+        Unseong::DongSaeng => (stem - stem % 2, true),
+    };
+    let start = LONG_LIFE[row as usize];
+    if forward {
         (b + 12 - start) % 12
     } else {
         (start + 12 - b) % 12
@@ -304,8 +334,9 @@ const fn partners(table: &[(u8, u8); 6]) -> [u16; 12] {
 const WONJIN_PARTNERS: [u16; 12] = partners(&WONJIN);
 const GWIMUN_PARTNERS: [u16; 12] = partners(&GWIMUN);
 
-/// The 신살 tables on which schools differ. The default (all `false`) is the set the crate
-/// README names; each alternative is the table an independent library uses.
+/// The tables on which schools differ (신살, and how the 12운성 are counted). The default is
+/// the set the crate README names; each alternative is checked against an independent library
+/// (or the rows of one, where no library offers the school as such).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Schools {
     /// 양인 for yin stems too, the branch after their 건록 (을 진, 정·기 미, 신 술, 계 축), as
@@ -318,6 +349,8 @@ pub struct Schools {
     /// 귀문관살 by the 원진 pairs (as korean-saju reports it) instead of 자유, 축오, 인미, 묘신,
     /// 진해, 사술.
     pub gwimun_as_wonjin: bool,
+    /// How the 12운성 (`twelve_stages`, `twelve_stages_self`) are counted.
+    pub unseong: Unseong,
 }
 
 impl Schools {
@@ -340,6 +373,11 @@ impl Schools {
         }
         if self.gwimun_as_wonjin {
             parts.push("gwimun=wonjin");
+        }
+        match self.unseong {
+            Unseong::HwaTo => {}
+            Unseong::SuTo => parts.push("unseong=suto"),
+            Unseong::DongSaeng => parts.push("unseong=dongsaeng"),
         }
         parts.join(",")
     }
@@ -516,6 +554,72 @@ impl Stars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gwimun_tables_pinned() {
+        // 갑자 을축 을유 무진: 자–유 is a 귀문 pair of the standard table, and no pair of these
+        // branches is a 원진 pair.
+        let codes = [0, 10, 1, 11, 1, 19, 4, 14];
+        let at = |schools: &Schools, name: &str| {
+            Stars::find_with(&codes, schools)
+                .iter()
+                .filter(|f| f.star.name == name)
+                .map(|f| f.positions)
+                .fold(0u8, |m, p| m | p)
+        };
+        let wonjin = Schools {
+            gwimun_as_wonjin: true,
+            ..Schools::default()
+        };
+        assert_eq!(at(&Schools::default(), "귀문관살"), 0b0101);
+        assert_eq!(at(&wonjin, "귀문관살"), 0);
+        // 갑자 을축 을미 무진: 자–미 is 원진 (and 귀문 by the 원진 pairs), not standard 귀문.
+        let codes = [0, 10, 1, 11, 1, 17, 4, 14];
+        let at = |schools: &Schools, name: &str| {
+            Stars::find_with(&codes, schools)
+                .iter()
+                .filter(|f| f.star.name == name)
+                .map(|f| f.positions)
+                .fold(0u8, |m, p| m | p)
+        };
+        assert_eq!(at(&Schools::default(), "귀문관살"), 0);
+        assert_eq!(at(&wonjin, "귀문관살"), 0b0101);
+        assert_eq!(at(&Schools::default(), "원진살"), 0b0101);
+        // Every pair of the standard table, and nothing else.
+        let pairs: Vec<(u8, u8)> = (0..12u8)
+            .flat_map(|a| (a + 1..12).map(move |b| (a, b)))
+            .filter(|&(a, b)| GWIMUN_PARTNERS[usize::from(a)] & (1 << b) != 0)
+            .collect();
+        assert_eq!(pairs, [(0, 9), (1, 6), (2, 7), (3, 8), (4, 11), (5, 10)]);
+    }
+
+    #[test]
+    fn twelve_stage_schools() {
+        // 수토동궁: 무 on 자 is 제왕 (장생 신), 기 on 묘 is 장생; other stems as 화토동궁.
+        assert_eq!(twelve_stage_in(4, 10, Unseong::SuTo), 4);
+        assert_eq!(twelve_stage_in(5, 13, Unseong::SuTo), 0);
+        assert_eq!(twelve_stage_in(4, 10, Unseong::HwaTo), 10);
+        // 음양동생: 을 on 인 is 건록 (like 갑), 기 on 인 is 장생 (like 무, 화토동궁).
+        assert_eq!(twelve_stage_in(1, 12, Unseong::DongSaeng), 3);
+        assert_eq!(twelve_stage_in(5, 12, Unseong::DongSaeng), 0);
+        for stem in 0..10u8 {
+            for branch in 10..22u8 {
+                let hwato = twelve_stage(stem, branch);
+                if stem % 2 == 0 {
+                    assert_eq!(twelve_stage_in(stem, branch, Unseong::DongSaeng), hwato);
+                }
+                if stem != 4 && stem != 5 {
+                    assert_eq!(twelve_stage_in(stem, branch, Unseong::SuTo), hwato);
+                }
+            }
+        }
+        let schools = Schools {
+            unseong: Unseong::SuTo,
+            ..Schools::default()
+        };
+        assert_eq!(schools.key(), "unseong=suto");
+        assert!(!schools.is_default());
+    }
 
     #[test]
     fn twelve_stages_run_forward_for_yang_and_backward_for_yin() {

@@ -643,12 +643,39 @@ fn derived_items_match_independent_libraries_on_random_charts() {
             (!doc["wonjin"]["korean_saju"].as_array().unwrap().is_empty()).to_string(),
             codes,
         );
+        // The 12운성 schools no library offers as an option (수토동궁, 음양동생): against
+        // bazi-chart's own rows of the stems they count on.
+        for (school, unseong) in [
+            ("suto", stars::Unseong::SuTo),
+            ("dongsaeng", stars::Unseong::DongSaeng),
+        ] {
+            let day_stem = codes[4];
+            let ours: [[u8; 4]; 2] = [
+                [1, 3, 5, 7].map(|i| stars::twelve_stage_in(day_stem, codes[i], unseong)),
+                [0, 2, 4, 6].map(|i| stars::twelve_stage_in(codes[i], codes[i + 1], unseong)),
+            ];
+            for (k, key) in ["twelve_stages", "twelve_stages_self"].iter().enumerate() {
+                for (p, name) in pillars.iter().enumerate() {
+                    check(
+                        &format!("{key}.{name}, {school} (bazi_chart's rows)"),
+                        TWELVE_STAGES[usize::from(ours[k][p])].to_owned(),
+                        ours_named(
+                            doc["unseong_schools"]["bazi_chart"][school][key][name]
+                                .as_str()
+                                .unwrap(),
+                        ),
+                        codes,
+                    );
+                }
+            }
+        }
         // The alternative tables, each against the library that uses it.
         let alternative = stars::Schools {
             yangin_all_stems: true,
             hongyeom_variant: true,
             goegang_four: true,
             gwimun_as_wonjin: true,
+            unseong: stars::Unseong::HwaTo,
         };
         let alt = stars::Stars::find_with(&codes, &alternative);
         let alt_at = |name: &str| -> Vec<String> {
