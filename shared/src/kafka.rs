@@ -51,7 +51,13 @@ pub fn consumer_config(
             "heartbeat.interval.ms",
             millis(consumer.session_timeout / 4),
         )
-        .set("fetch.wait.max.ms", millis(consumer.fetch_wait_max));
+        .set("fetch.wait.max.ms", millis(consumer.fetch_wait_max))
+        // The cdc-reader produces in Kafka transactions committed every
+        // --transaction-interval; the workers take a change as soon as it is in the topic
+        // instead of waiting for the commit. A transaction that is aborted (its session failed,
+        // or a deposed leader was fenced) is sent again by the next session, and processing a
+        // change twice changes nothing.
+        .set("isolation.level", "read_uncommitted");
     apply_overrides(&mut config, kafka);
     config
 }

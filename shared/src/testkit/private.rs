@@ -296,6 +296,8 @@ pub struct PrivateBroker {
     child: Option<Child>,
     storage: String,
     env: Vec<(String, String)>,
+    /// The port clients are told to use (a proxy's), when not `port`.
+    advertised: Option<u16>,
 }
 
 impl PrivateBroker {
@@ -305,6 +307,21 @@ impl PrivateBroker {
             child: None,
             storage: "memory://tansu/".to_owned(),
             env: Vec::new(),
+            advertised: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// A broker that tells clients to reach it through `proxy` (whose upstream is this
+    /// broker's port, [`DelayProxy::start`]).
+    pub fn start_behind(proxy: &DelayProxy) -> Self {
+        let mut broker = Self {
+            port: proxy.upstream,
+            child: None,
+            storage: "memory://tansu/".to_owned(),
+            env: Vec::new(),
+            advertised: Some(proxy.port),
         };
         broker.launch();
         broker
@@ -317,6 +334,7 @@ impl PrivateBroker {
             port: free_server_port(),
             child: None,
             storage: "s3://tansu/".to_owned(),
+            advertised: None,
             env: [
                 ("AWS_ACCESS_KEY_ID", "test"),
                 ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -375,13 +393,14 @@ impl PrivateBroker {
         let bin = std::env::var("PIPELINE_TEST_TANSU_BIN")
             .expect("PIPELINE_TEST_TANSU_BIN is not set: run the tests with scripts/test");
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let child = StdCommand::new(bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 &self.storage,
             ])
@@ -394,7 +413,7 @@ impl PrivateBroker {
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised.unwrap_or(self.port))
     }
 
     fn kill(&mut self) {
@@ -429,6 +448,125 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TCP proxy in front of a broker that can slow down the clients already connected:
+/// [`DelayProxy::slow_existing`] makes every byte those connections send towards the broker
+/// arrive a fixed time late (in order, at full throughput), while connections opened later go
+/// straight through. This is a deposed leader on a slow network path, whose writes can
+/// overtake its successor's if nothing fences them.
+#[derive(Debug)]
+pub struct DelayProxy {
+    /// Where clients connect.
+    pub port: u16,
+    /// Where the broker listens.
+    pub upstream: u16,
+    /// The delay (ms) of each connection accepted so far.
+    delays: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>>>,
+    /// Chunks read from clients and not yet written to the broker.
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    /// Listens on a free port for a broker that is to listen on another one (`upstream`).
+    pub async fn start() -> Self {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let upstream = free_server_port();
+        let delays: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>> = Arc::default();
+        let accepted = Arc::clone(&delays);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&queued);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let delay = Arc::new(AtomicU64::new(0));
+                accepted.lock().expect("delays").push(Arc::clone(&delay));
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    let written = Arc::clone(&counter);
+                    let writer = tokio::spawn(async move {
+                        while let Some((due, chunk)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            let sent = server_write.write_all(&chunk).await;
+                            written.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
+                        // Whatever is left is dropped with the connection.
+                        while rx.recv().await.is_some() {
+                            written.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                let late = std::time::Duration::from_millis(
+                                    delay.load(std::sync::atomic::Ordering::SeqCst),
+                                );
+                                let due = tokio::time::Instant::now() + late;
+                                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                if tx.send((due, buf[..n].to_vec())).is_err() {
+                                    counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    // What was read still goes through, late, after the client went away.
+                    drop(tx);
+                    let _ = writer.await;
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+            }
+        });
+        Self {
+            port,
+            upstream,
+            delays,
+            queued,
+            task,
+        }
+    }
+
+    /// Chunks still held back (0 once everything slowed has reached the broker).
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on, what the connections open at this moment send reaches the broker `delay`
+    /// late; connections opened later are not slowed.
+    pub fn slow_existing(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        for d in self.delays.lock().expect("delays").iter() {
+            d.store(millis, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -53,6 +53,17 @@ pub enum SnapshotMode {
     Never,
 }
 
+/// What the reader does so that a deposed leader cannot write after its successor.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fencing {
+    /// A transactional producer per leadership: the new leader's producer fences the old one
+    /// at the broker (Kafka's transactional-id fencing).
+    Transactions,
+    /// An idempotent producer only: for brokers without transactions. A deposed leader's
+    /// messages still in flight may then land after its successor's.
+    None,
+}
+
 /// What to do when PostgreSQL invalidated the slot.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnSlotInvalidated {
@@ -204,6 +215,33 @@ pub struct Config {
     #[arg(long = "ack-stall-timeout", env = "CDC_ACK_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub ack_stall_timeout: Duration,
 
+    /// How long a reader that stops on an invalidated slot keeps serving `/metrics` and
+    /// `/readyz` (with `cdc_slot_invalidated` = 1 and the reason) before it exits with code 3,
+    /// so that monitoring sees why. SIGTERM ends the wait.
+    #[arg(long = "fatal-linger", env = "CDC_FATAL_LINGER", default_value = "30s", value_parser = parse_duration)]
+    pub fatal_linger: Duration,
+
+    /// How a new leader keeps a deposed one from writing after it: `transactions` (a
+    /// transactional producer per leadership; the new leader's fences every older one at the
+    /// broker, and aborts what it left uncommitted) or `none` (an idempotent producer, for
+    /// brokers without transactions: a deposed leader's messages still in flight may then land
+    /// after its successor's).
+    #[arg(long = "fencing", env = "CDC_FENCING", value_enum, default_value_t = Fencing::Transactions)]
+    pub fencing: Fencing,
+
+    /// The producer's `transactional.id` with `--fencing transactions`: the same for every
+    /// reader of one slot, different for every slot on one broker. Default:
+    /// `cdc-reader.<database>.<slot>`.
+    #[arg(long = "transactional-id", env = "CDC_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
+
+    /// With `--fencing transactions`, how long a Kafka transaction collects messages before it
+    /// is committed. Consumers reading committed messages (`isolation.level=read_committed`,
+    /// librdkafka's default) see a change at the latest this long after it was produced; the
+    /// workers read uncommitted messages and do not wait.
+    #[arg(long = "transaction-interval", env = "CDC_TRANSACTION_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub transaction_interval: Duration,
+
     /// What to do when PostgreSQL invalidated the slot (`wal_status = lost`, after
     /// `max_slot_wal_keep_size` was exceeded): `fail` stops with exit code 3; `resnapshot`
     /// creates a new slot and snapshots the tables again.
@@ -253,6 +291,9 @@ impl Config {
         }
         if self.snapshot_chunk_rows == 0 {
             return Err("--snapshot-chunk-rows must be at least 1".into());
+        }
+        if self.transaction_interval.is_zero() {
+            return Err("--transaction-interval must be more than 0".into());
         }
         if self.status_interval.is_zero()
             || self.slot_poll_interval.is_zero()

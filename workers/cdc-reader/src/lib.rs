@@ -45,7 +45,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Command, Config, OnSlotInvalidated, SnapshotMode, TableName};
+pub use config::{Cli, Command, Config, Fencing, OnSlotInvalidated, SnapshotMode, TableName};
 pub use error::Error;
 
 use connection::{ConnectParams, ReplicationConnection};
@@ -73,11 +73,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     )
     .await
     .map_err(Error::Metrics)?;
-    let result = Reader::start(config, metrics, health, shutdown).await;
+    let linger = config.fatal_linger;
+    let result = Reader::start(config, metrics, health, shutdown.clone()).await;
     let result = match result {
         Ok(reader) => reader.run().await,
         Err(e) => Err(e),
     };
+    if let Err(e @ Error::SlotInvalidated { .. }) = &result {
+        // Exiting at once would take the metric and the reason with it before anything
+        // scraped them: they stay up a while (a supervisor does not restart exit code 3).
+        tracing::error!(error = %e, ?linger, "stopping: serving /metrics and /readyz with the reason until exiting");
+        shutdown.sleep(linger).await;
+    }
     server_stop.trigger();
     let _ = server.await;
     match result {
@@ -150,9 +157,23 @@ impl Reader {
                 .map_err(Error::kafka("creating topics"))
         })
         .await?;
+        let transactional_id = match config.fencing {
+            Fencing::Transactions => Some(
+                config
+                    .transactional_id
+                    .clone()
+                    .unwrap_or_else(|| format!("cdc-reader.{}.{}", params.database(), config.slot)),
+            ),
+            Fencing::None => None,
+        };
         let publisher = Arc::new(
-            Publisher::new(&config.kafka, config.max_in_flight, metrics.clone())
-                .map_err(Error::kafka("creating the producer"))?,
+            Publisher::new(
+                &config.kafka,
+                config.max_in_flight,
+                metrics.clone(),
+                transactional_id.as_deref(),
+            )
+            .map_err(Error::kafka("creating the producer"))?,
         );
         for spec in &specs {
             let partitions = retry(&shutdown, "reading topic metadata", || async {
@@ -214,9 +235,26 @@ impl Reader {
                 stop.clone(),
             ));
             let started = Instant::now();
-            let outcome = self.lead(&leadership).await;
+            let outcome = match self.publisher.start_leadership(&self.shutdown).await {
+                Ok(()) => self.lead(&leadership).await,
+                Err(e) => Err(e),
+            };
             stop.cancel();
-            self.health.set("replication", false, "not streaming");
+            match &outcome {
+                Ok(_) => self.health.set("replication", false, "not streaming"),
+                Err(e) => self.health.set(
+                    "replication",
+                    false,
+                    format!("not streaming: {}", error_chain(e)),
+                ),
+            }
+            if outcome.is_err() && self.publisher.is_transactional() {
+                // Nothing more from this producer: what it left uncommitted is aborted by
+                // the next leader's producer (this process's or another's), which resends it.
+                self.publisher
+                    .replace()
+                    .map_err(Error::kafka("recreating the producer"))?;
+            }
             drop(leadership);
             match outcome {
                 Ok(end) => {
@@ -260,8 +298,12 @@ impl Reader {
     /// After a failed session: wait until everything sent is acknowledged (the new session
     /// resends whatever was not confirmed), then forget the transaction that was cut off.
     /// Acknowledgements that stop for `--ack-stall-timeout` (the broker lost the producer's
-    /// state, or the producer failed) will not come: the producer is replaced instead.
+    /// state, or the producer failed) will not come: the producer is replaced instead. With
+    /// transactions there is nothing to wait for: the producer was already replaced.
     async fn settle(&self) -> Result<(), Error> {
+        if self.publisher.is_transactional() {
+            return Ok(());
+        }
         let tracker = self.publisher.tracker();
         loop {
             if self.publisher.drain(Duration::from_secs(1)).await {
@@ -287,6 +329,36 @@ impl Reader {
                     .map_err(Error::kafka("recreating the producer"))?;
                 self.metrics.producer_stalled.set(0);
                 return Ok(());
+            }
+        }
+    }
+
+    /// Waits until everything handed to the producer is acknowledged (and, with
+    /// transactions, committed), however long the broker takes.
+    async fn acknowledged(&self) -> Result<(), Error> {
+        if !self.publisher.is_transactional() {
+            loop {
+                if self.publisher.drain(Duration::from_secs(1)).await {
+                    return Ok(());
+                }
+                if let Some(fault) = self.publisher.tracker().fault() {
+                    return Err(fault);
+                }
+                if self.shutdown.is_triggered() {
+                    return Err(Error::ShuttingDown);
+                }
+            }
+        }
+        loop {
+            if self
+                .publisher
+                .settle_committed(Duration::from_secs(5))
+                .await?
+            {
+                return Ok(());
+            }
+            if self.shutdown.is_triggered() {
+                return Err(Error::ShuttingDown);
             }
         }
     }
@@ -355,6 +427,7 @@ impl Reader {
         self.health
             .set("replication", true, format!("streaming slot {slot}"));
         let params = StreamParams {
+            transaction_interval: self.config.transaction_interval,
             slot: slot.clone(),
             plugin_options: wal2json::plugin_options(self.config.add_tables()),
             max_in_flight: self.config.max_in_flight,
@@ -419,6 +492,7 @@ impl Reader {
                 chunk_rows: self.config.snapshot_chunk_rows,
                 max_in_flight: self.config.max_in_flight,
                 consistent_point: created.consistent_point,
+                tombstones: self.config.tombstones,
             };
             let rows = snapshot::run(
                 db,
@@ -426,10 +500,11 @@ impl Reader {
                 &self.routes,
                 &self.publisher,
                 params,
+                &snapshot::TopicKeys::new(&self.config.kafka),
                 &self.shutdown,
             )
             .await?;
-            self.settle().await?;
+            self.acknowledged().await?;
             tracing::info!(rows, "initial snapshot acknowledged by the broker");
         }
         slot::mark_snapshot_done(&self.pool, slot, leader_pid).await

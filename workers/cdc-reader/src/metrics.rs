@@ -54,6 +54,11 @@ pub const PRODUCER_STALLED: &str = "cdc_producer_stalled";
 /// Producers recreated because their acknowledgements had stopped while the broker answered.
 pub const PRODUCER_RESETS_TOTAL: &str = "cdc_producer_resets_total";
 
+/// Kafka transactions committed (with `--fencing transactions`).
+pub const TRANSACTION_COMMITS_TOTAL: &str = "cdc_kafka_transactions_committed_total";
+/// Time a Kafka transaction's commit took (flushing its last messages included).
+pub const TRANSACTION_COMMIT_SECONDS: &str = "cdc_kafka_transaction_commit_seconds";
+
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
 /// Label: op code (c/u/d/r/t).
@@ -104,6 +109,10 @@ pub struct Metrics {
     pub slot_invalidated: IntGauge,
     /// [`PRODUCER_RESETS_TOTAL`]
     pub producer_resets: IntCounter,
+    /// [`TRANSACTION_COMMITS_TOTAL`]
+    pub commits: IntCounter,
+    /// [`TRANSACTION_COMMIT_SECONDS`]
+    pub commit_seconds: Histogram,
 }
 
 impl Metrics {
@@ -203,7 +212,22 @@ impl Metrics {
                 PRODUCER_RESETS_TOTAL,
                 "Producers recreated because their acknowledgements stopped while the broker answered.",
             )?,
+            commits: IntCounter::new(
+                TRANSACTION_COMMITS_TOTAL,
+                "Kafka transactions committed (--fencing transactions).",
+            )?,
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    TRANSACTION_COMMIT_SECONDS,
+                    "Time a Kafka transaction's commit took, flushing its last messages included.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ]),
+            )?,
         };
+        registry.register(Box::new(m.commits.clone()))?;
+        registry.register(Box::new(m.commit_seconds.clone()))?;
         registry.register(Box::new(m.producer_stalled.clone()))?;
         registry.register(Box::new(m.slot_invalidated.clone()))?;
         registry.register(Box::new(m.producer_resets.clone()))?;

@@ -16,7 +16,7 @@ use shared::shutdown::Shutdown;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{PgWireError, ReplicationConnection};
-use crate::delivery::{AckedRange, Publisher, TxSeq};
+use crate::delivery::{AckedRange, CommitOutcome, Committing, Publisher, TxSeq};
 use crate::envelope::{
     encode_key, encode_value, write_envelope, write_key, RawSource, Row, SourceInfo,
 };
@@ -27,8 +27,14 @@ use crate::raw_row::RawRow;
 use crate::topics::{Route, Routes};
 use crate::wal2json::Message;
 
+/// How long the broker must have answered, acknowledgements still stalled, before the
+/// producer is declared lost (see `Session::check_stall`).
+const STALL_CONFIRMATION: Duration = Duration::from_secs(5);
+
 /// Key of truncate events: they concern no row, but compacted topics refuse null keys.
-pub const TRUNCATE_KEY: &[u8] = b"{}";
+pub const TRUNCATE_KEY: &[u8] = TRUNCATE_KEY_STR.as_bytes();
+/// [`TRUNCATE_KEY`] as text.
+pub const TRUNCATE_KEY_STR: &str = "{}";
 
 /// Settings of a streaming session.
 #[derive(Debug, Clone)]
@@ -50,6 +56,8 @@ pub struct StreamParams {
     /// In flight with no acknowledgement this long, while the broker answers: the producer
     /// is replaced (see [`Error::ProducerLost`]).
     pub ack_stall_timeout: Duration,
+    /// With a transactional producer: how often the Kafka transaction is committed.
+    pub transaction_interval: Duration,
 }
 
 /// Why a session ended without error.
@@ -107,6 +115,14 @@ struct Session<'a> {
     checked: HashMap<(String, i32), i64>,
     /// A check under way: the candidate position and the offsets it covers.
     verifying: Option<Verifying>,
+    /// A Kafka transaction's commit under way (transactional producer only).
+    committing: Option<Committing>,
+    /// Log-end checks that failed in a row.
+    verify_failures: u32,
+    /// The broker cannot list offsets (it closes the connection instead, as Tansu's
+    /// PostgreSQL engine on PostgreSQL 15 does) while it acknowledges messages: positions are
+    /// then confirmed without the check, as acknowledged.
+    unverifiable: bool,
 }
 
 /// A log-end check in flight (see [`Session::verified`]).
@@ -151,6 +167,9 @@ pub async fn stream(
         verified: publisher.tracker().confirmed(),
         checked: HashMap::new(),
         verifying: None,
+        committing: None,
+        verify_failures: 0,
+        unverifiable: false,
     };
     session.run(shutdown, lost).await
 }
@@ -165,6 +184,9 @@ impl Session<'_> {
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stall_tick = tokio::time::interval(Duration::from_secs(1));
         stall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let transactional = self.publisher.is_transactional();
+        let mut commit_tick = tokio::time::interval(self.params.transaction_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let tracker = self.publisher.tracker().clone();
         loop {
             // Handle what is already buffered, as long as there is room in flight.
@@ -204,7 +226,7 @@ impl Session<'_> {
                     self.finish().await?;
                     return Ok(SessionEnd::StopReached);
                 }
-                if tracker.confirmed() >= stop {
+                if self.publisher.confirmable() >= stop {
                     self.start_verification();
                 }
             }
@@ -226,6 +248,19 @@ impl Session<'_> {
                     if self.verification_done(candidate, offsets, outcome)? {
                         self.send_status().await?;
                     }
+                }
+                committed = async { self.committing.as_mut().expect("guarded").await },
+                    if self.committing.is_some() =>
+                {
+                    self.committing = None;
+                    let outcome = committed
+                        .map_err(|e| Error::ProducerLost(format!("committing the transaction: {e}")))?;
+                    if let CommitOutcome::Retry = self.publisher.finish_commit(outcome).await? {
+                        self.committing = Some(self.publisher.retry_commit());
+                    }
+                }
+                _ = commit_tick.tick(), if transactional && self.committing.is_none() => {
+                    self.committing = self.publisher.begin_commit();
                 }
                 _ = status_tick.tick() => {
                     self.start_verification();
@@ -290,7 +325,10 @@ impl Session<'_> {
         let answering = *self
             .answering_since
             .get_or_insert_with(std::time::Instant::now);
-        if answering.elapsed() < self.params.ack_stall_timeout {
+        // Answering for a few seconds (an outage that just ended gets its acknowledgements
+        // flowing again within them): so the producer is replaced within
+        // `--ack-stall-timeout` plus about ten seconds of a stall.
+        if answering.elapsed() < STALL_CONFIRMATION.min(self.params.ack_stall_timeout) {
             tracing::info!(
                 in_flight = tracker.in_flight(),
                 ?waited,
@@ -460,7 +498,7 @@ impl Session<'_> {
             after.filter(|_| op != Op::Delete),
             &source,
         );
-        let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
+        let send_error = crate::delivery::send_failed;
 
         if op == Op::Truncate {
             // Sent to every partition, so each consumer sees it in order with the row events
@@ -582,7 +620,7 @@ impl Session<'_> {
 
     /// Sends the encoded value (keyed by `key`) and, after a delete, its tombstone.
     async fn publish(&mut self, route: &Route, op: Op, key: Option<&[u8]>) -> Result<(), Error> {
-        let send_error = |e: rdkafka::error::KafkaError| Error::Delivery(e.to_string());
+        let send_error = crate::delivery::send_failed;
         let Some(tx) = self.open.as_mut() else {
             return Err(Error::Decode {
                 lsn: "?".into(),
@@ -616,7 +654,10 @@ impl Session<'_> {
         if self.verifying.is_some() {
             return;
         }
-        let (candidate, offsets) = self.publisher.tracker().acked_offsets();
+        // With transactions, only what a committed transaction holds (the offsets read after
+        // it cover every message before it).
+        let candidate = self.publisher.confirmable();
+        let (_, offsets) = self.publisher.tracker().acked_offsets();
         if candidate <= self.verified {
             return;
         }
@@ -633,7 +674,18 @@ impl Session<'_> {
                 true
             })
             .collect();
-        let check = self.publisher.verify(floors);
+        // With transactions the commit is the check: the broker acknowledged that every
+        // partition of the transaction holds its messages (and a broker that lost the
+        // producer's state fails the transaction). Listing offsets is for the idempotent
+        // producer, which has no such step (and some brokers list a transactional topic's
+        // offsets wrongly).
+        let check =
+            self.publisher
+                .verify(if self.unverifiable || self.publisher.is_transactional() {
+                    Vec::new()
+                } else {
+                    floors
+                });
         self.verifying = Some(tokio::spawn(async move {
             let outcome = check.await;
             (candidate, offsets, outcome)
@@ -652,6 +704,7 @@ impl Session<'_> {
     ) -> Result<bool, Error> {
         match outcome {
             Ok(Ok(())) => {
+                self.verify_failures = 0;
                 for range in offsets {
                     self.checked
                         .insert((range.topic, range.partition), range.last);
@@ -666,7 +719,19 @@ impl Session<'_> {
                 Err(Error::AckRegression(loss))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not check the broker's offsets; the confirmed position waits");
+                self.verify_failures += 1;
+                let acknowledging = self
+                    .publisher
+                    .tracker()
+                    .stalled_for()
+                    .is_none_or(|waited| waited < Duration::from_secs(5));
+                if self.verify_failures >= 3 && acknowledging {
+                    // It acknowledges messages but cannot list offsets.
+                    tracing::warn!(error = %e, "the broker acknowledges messages but cannot list offsets; confirming what it acknowledged without checking its log ends");
+                    self.unverifiable = true;
+                } else {
+                    tracing::warn!(error = %e, "could not check the broker's offsets; the confirmed position waits");
+                }
                 Ok(false)
             }
         }
@@ -690,7 +755,15 @@ impl Session<'_> {
     /// Graceful end: wait for the broker (up to the deadline), confirm what it acknowledged,
     /// and end the stream so the server has processed the last status update.
     async fn finish(&mut self) -> Result<(), Error> {
-        if !self.publisher.drain(self.params.shutdown_timeout).await {
+        let deadline = tokio::time::Instant::now() + self.params.shutdown_timeout;
+        if let Some(commit) = self.committing.take() {
+            // The commit under way, then whatever it held back.
+            if let Ok(Ok(outcome)) = tokio::time::timeout_at(deadline, commit).await {
+                self.publisher.finish_commit(outcome).await?;
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.publisher.settle_committed(left).await? {
             tracing::warn!(
                 in_flight = self.publisher.tracker().in_flight(),
                 "not everything was acknowledged before the shutdown deadline; confirming what was"

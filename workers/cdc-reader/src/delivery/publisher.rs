@@ -41,6 +41,7 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         if self.generation != self.tracker.generation() {
             // A replaced producer's report (purged or late): the tracker forgot its messages.
+            // (Checked again under the tracker's lock, against a reset racing this report.)
             return;
         }
         self.tracker
@@ -54,6 +55,7 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
                     trace_delivery(message);
                 }
                 self.tracker.acknowledged(
+                    self.generation,
                     opaque.tx,
                     message.topic(),
                     message.partition(),
@@ -61,8 +63,19 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
                 );
                 return;
             }
+            Err((e, _))
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced)
+                ) =>
+            {
+                self.tracker
+                    .fenced(self.generation, opaque.tx, e.to_string());
+                return;
+            }
             Err((e, _)) if producer_failed(e) => {
-                self.tracker.broken(opaque.tx, e.to_string());
+                self.tracker
+                    .broken(self.generation, opaque.tx, e.to_string());
                 return;
             }
             Err((e, _)) => {
@@ -70,7 +83,7 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
                 Err(e.to_string())
             }
         };
-        self.tracker.delivered(opaque.tx, outcome);
+        self.tracker.delivered(self.generation, opaque.tx, outcome);
     }
 }
 
@@ -183,11 +196,62 @@ type ReaderProducer = ThreadedProducer<DeliveryContext>;
 
 /// An idempotent, `acks=all` producer whose deliveries feed a [`Tracker`]; replaced by a new
 /// one when its acknowledgements stop ([`Publisher::reset`]).
+///
+/// With a `transactional.id` ([`crate::config::Fencing`]), every message is produced inside a Kafka
+/// transaction, committed every `--transaction-interval` ([`Publisher::begin_commit`]), and a
+/// position is confirmable only once the transaction holding its messages committed
+/// ([`Publisher::confirmable`]). The point is fencing: the producer a new leader starts with
+/// ([`Publisher::start_leadership`]) bumps the transactional id's epoch at the broker, which
+/// from then on refuses every write of an older producer of that id, however late it arrives,
+/// and aborts the transaction it left open. A deposed leader therefore cannot append anything
+/// after the new leader's first write, so a key's records stay in commit order.
 pub struct Publisher {
     producer: Mutex<Arc<ReaderProducer>>,
     config: rdkafka::ClientConfig,
     tracker: Arc<Tracker>,
+    /// Whether the producer is transactional (has a `transactional.id`).
+    transactional: bool,
+    /// The Kafka transaction's state (transactional producers only).
+    txn: Mutex<TxnState>,
 }
+
+/// The open Kafka transaction of a transactional producer.
+#[derive(Debug, Default)]
+struct TxnState {
+    /// `begin_transaction` was called and the transaction not committed yet.
+    open: bool,
+    /// Messages produced in the open transaction.
+    sends: u64,
+    /// A commit is under way: messages wait in `pending` until it ends.
+    committing: bool,
+    /// Messages handed over during a commit, produced right after it.
+    pending: Vec<Pending>,
+    /// The tracker's confirmed position when the last commit ended: every message before it
+    /// is acknowledged and committed.
+    committed: u64,
+}
+
+/// A message held back while a transaction commits.
+#[derive(Debug)]
+struct Pending {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    tx: TxSeq,
+}
+
+/// How a commit ended, for the session.
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// Committed; the confirmable position moved to this.
+    Committed(u64),
+    /// The broker could not be reached in time: try again (the transaction stays open).
+    Retry,
+}
+
+/// A commit running on a blocking thread ([`Publisher::begin_commit`]).
+pub type Committing = tokio::task::JoinHandle<(Result<(), KafkaError>, Duration)>;
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,9 +265,16 @@ impl std::fmt::Debug for Publisher {
 /// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), keys
 /// are partitioned like the Java client does, and the local queue is sized to hold everything
 /// the reader lets fly. Each can be overridden with `--kafka-property`.
-pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::ClientConfig {
+pub fn producer_settings(
+    kafka: &KafkaArgs,
+    max_in_flight: u64,
+    transactional_id: Option<&str>,
+) -> rdkafka::ClientConfig {
     let mut config = shared::kafka::producer_config(kafka, "cdc-reader");
     let overridden = |key: &str| kafka.properties.iter().any(|(k, _)| k == key);
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
     if !overridden("message.timeout.ms") {
         config.set("message.timeout.ms", "0");
     }
@@ -221,6 +292,22 @@ pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::Clie
     if !overridden("queue.buffering.max.kbytes") {
         config.set("queue.buffering.max.kbytes", "1048576");
     }
+    if config.get("transactional.id").is_some() {
+        // A transaction may stay open as long as a broker outage lasts: messages are not
+        // expired before the transaction would be (librdkafka requires message.timeout.ms ≤
+        // transaction.timeout.ms). 10 minutes, under brokers' usual 15-minute maximum; an
+        // outage longer than that costs a restart of the session.
+        if !overridden("transaction.timeout.ms") {
+            config.set("transaction.timeout.ms", "600000");
+        }
+        let transaction_timeout = config
+            .get("transaction.timeout.ms")
+            .unwrap_or("600000")
+            .to_owned();
+        if !overridden("message.timeout.ms") {
+            config.set("message.timeout.ms", &transaction_timeout);
+        }
+    }
     if !overridden("socket.timeout.ms") {
         // A produce request to a broker that is paused is not timed out and retried for five
         // minutes: the retry of a batch the broker meanwhile appended is a duplicate, which
@@ -232,20 +319,206 @@ pub fn producer_settings(kafka: &KafkaArgs, max_in_flight: u64) -> rdkafka::Clie
 }
 
 impl Publisher {
-    /// Creates the producer.
+    /// Creates the producer; transactional when `transactional_id` is given (it is then
+    /// initialized only by [`Publisher::start_leadership`]).
     pub fn new(
         kafka: &KafkaArgs,
         max_in_flight: u64,
         metrics: Metrics,
+        transactional_id: Option<&str>,
     ) -> Result<Self, KafkaError> {
         let tracker = Arc::new(Tracker::new(max_in_flight, metrics));
-        let config = producer_settings(kafka, max_in_flight);
+        let config = producer_settings(kafka, max_in_flight, transactional_id);
         let producer = Self::create(&config, &tracker)?;
         Ok(Self {
             producer: Mutex::new(Arc::new(producer)),
+            transactional: config.get("transactional.id").is_some(),
             config,
             tracker,
+            txn: Mutex::new(TxnState::default()),
         })
+    }
+
+    /// Whether messages go through Kafka transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    fn txn(&self) -> std::sync::MutexGuard<'_, TxnState> {
+        self.txn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// On becoming leader, before anything is produced: a transactional publisher starts
+    /// over with a new producer and initializes its transactions, which fences every older
+    /// producer of the transactional id (a deposed leader, this process's previous session)
+    /// and aborts the transaction it left open. Retried while the broker cannot be reached;
+    /// an idempotent publisher has nothing to do.
+    pub async fn start_leadership(
+        &self,
+        shutdown: &shared::shutdown::Shutdown,
+    ) -> Result<(), Error> {
+        if !self.transactional {
+            return Ok(());
+        }
+        let mut attempt = 0u32;
+        loop {
+            self.replace()
+                .map_err(Error::kafka("creating the producer"))?;
+            let producer = self.current();
+            let started = Instant::now();
+            let init = tokio::task::spawn_blocking(move || {
+                producer.init_transactions(Duration::from_secs(30))
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+            match init {
+                Ok(()) => {
+                    tracing::info!(
+                        took = ?started.elapsed(),
+                        "transactions initialized: older producers of this transactional id are fenced"
+                    );
+                    return Ok(());
+                }
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                    return Err(Error::kafka("initializing transactions")(e));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let wait = shared::backoff::Backoff::default().delay(attempt);
+                    tracing::warn!(error = %e, retry_in = ?wait, "cannot initialize transactions; retrying");
+                    if !shutdown.sleep(wait).await {
+                        return Err(Error::ShuttingDown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The position that may be confirmed: the tracker's, except that with transactions only
+    /// what a committed transaction holds counts.
+    pub fn confirmable(&self) -> u64 {
+        let confirmed = self.tracker.confirmed();
+        if !self.transactional {
+            return confirmed;
+        }
+        let txn = self.txn();
+        if !txn.open && !txn.committing && txn.pending.is_empty() {
+            // Nothing produced since the last commit (an idle stream, empty transactions).
+            confirmed
+        } else {
+            txn.committed.min(confirmed)
+        }
+    }
+
+    /// Starts committing the open transaction on a blocking thread, if it holds messages and
+    /// no commit is under way. Messages handed over meanwhile wait until it ends.
+    pub fn begin_commit(&self) -> Option<Committing> {
+        if !self.transactional {
+            return None;
+        }
+        {
+            let mut txn = self.txn();
+            if !txn.open || txn.committing || txn.sends == 0 {
+                return None;
+            }
+            txn.committing = true;
+        }
+        Some(self.retry_commit())
+    }
+
+    /// Starts the commit again after [`CommitOutcome::Retry`] (messages still wait for it).
+    pub fn retry_commit(&self) -> Committing {
+        let producer = self.current();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = producer.commit_transaction(Duration::from_secs(10));
+            (result, started.elapsed())
+        })
+    }
+
+    /// Takes the end of a commit [`Publisher::begin_commit`] started. On success the
+    /// confirmable position moves and the messages held back are produced in a new
+    /// transaction. A commit that timed out is to be retried; any other failure ends the
+    /// session (fenced: another leader took over; otherwise the transaction is lost and the
+    /// session resends from the slot with a new producer).
+    pub async fn finish_commit(
+        &self,
+        outcome: (Result<(), KafkaError>, Duration),
+    ) -> Result<CommitOutcome, Error> {
+        let (result, took) = outcome;
+        let metrics = &self.tracker.metrics;
+        match result {
+            Ok(()) => {
+                metrics.commit_seconds.observe(took.as_secs_f64());
+                metrics.commits.inc();
+                let (committed, pending) = {
+                    let mut txn = self.txn();
+                    txn.open = false;
+                    txn.sends = 0;
+                    txn.committing = false;
+                    // Nothing produced after the commit started (those wait in `pending`), so
+                    // every acknowledged message is committed.
+                    txn.committed = self.tracker.confirmed();
+                    (txn.committed, std::mem::take(&mut txn.pending))
+                };
+                for held in pending {
+                    self.tracker.unsent();
+                    self.send(
+                        &held.topic,
+                        held.partition,
+                        held.key.as_deref(),
+                        held.payload.as_deref(),
+                        held.tx,
+                    )
+                    .await
+                    .map_err(send_failed)?;
+                }
+                Ok(CommitOutcome::Committed(committed))
+            }
+            Err(e) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+                ) {
+                    tracing::error!(error = %e, "another reader's producer fenced this one; stepping down");
+                    return Err(Error::LeadershipLost);
+                }
+                if matches!(&e, KafkaError::Transaction(t) if t.is_retriable()) {
+                    tracing::warn!(error = %e, "committing the transaction timed out; retrying");
+                    return Ok(CommitOutcome::Retry);
+                }
+                Err(Error::ProducerLost(format!(
+                    "committing the transaction: {e}"
+                )))
+            }
+        }
+    }
+
+    /// With transactions: commits the open transaction and waits for it (retrying while the
+    /// broker cannot be reached), up to `deadline`; returns whether everything produced is
+    /// committed. Without: waits until nothing is in flight.
+    pub async fn settle_committed(&self, deadline: Duration) -> Result<bool, Error> {
+        if !self.transactional {
+            return Ok(self.drain(deadline).await);
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        let Some(mut commit) = self.begin_commit() else {
+            return Ok(true);
+        };
+        loop {
+            let Ok(joined) = tokio::time::timeout_at(until, &mut commit).await else {
+                return Ok(false);
+            };
+            let outcome = joined.map_err(|_| Error::ShuttingDown)?;
+            commit = match self.finish_commit(outcome).await? {
+                // The messages held back during the commit went into a new transaction.
+                CommitOutcome::Committed(_) => match self.begin_commit() {
+                    Some(next) => next,
+                    None => return Ok(true),
+                },
+                CommitOutcome::Retry => self.retry_commit(),
+            };
+        }
     }
 
     fn create(
@@ -269,14 +542,26 @@ impl Publisher {
     /// Replaces the producer with a new one (a new producer id, empty queues) and forgets
     /// what was in flight: the next session resends everything after the confirmed position.
     /// The old producer is dropped on a thread of its own (dropping purges and flushes).
+    /// Counted in `cdc_producer_resets_total`: for a producer whose acknowledgements stopped.
     pub fn reset(&self) -> Result<(), KafkaError> {
+        self.replace()?;
+        self.tracker.metrics.producer_resets.inc();
+        Ok(())
+    }
+
+    /// [`Publisher::reset`] as a matter of course, not counted: a transactional publisher
+    /// starts every leadership with a new producer, and retires it when its session fails.
+    pub fn replace(&self) -> Result<(), KafkaError> {
         self.tracker.reset();
+        *self.txn() = TxnState {
+            committed: self.tracker.confirmed(),
+            ..TxnState::default()
+        };
         let fresh = Arc::new(Self::create(&self.config, &self.tracker)?);
         let old = std::mem::replace(
             &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
             fresh,
         );
-        self.tracker.metrics.producer_resets.inc();
         std::thread::spawn(move || drop(old));
         Ok(())
     }
@@ -341,6 +626,25 @@ impl Publisher {
         payload: Option<&[u8]>,
         tx: TxSeq,
     ) -> Result<(), KafkaError> {
+        if self.transactional {
+            let mut txn = self.txn();
+            if txn.committing {
+                self.tracker.sent();
+                txn.pending.push(Pending {
+                    topic: topic.to_owned(),
+                    partition,
+                    key: key.map(<[u8]>::to_vec),
+                    payload: payload.map(<[u8]>::to_vec),
+                    tx,
+                });
+                return Ok(());
+            }
+            if !txn.open {
+                self.current().begin_transaction()?;
+                txn.open = true;
+            }
+            txn.sends += 1;
+        }
         let mut record: Record<'_> = BaseRecord::with_opaque_to(
             topic,
             Box::new(InFlight {
@@ -443,5 +747,23 @@ impl Publisher {
             }
         }
         true
+    }
+}
+
+/// The session's error for a message the producer did not take: a transactional producer in
+/// an error state (its transaction must be aborted, or it was fenced) is replaced, or steps
+/// down; anything else is a refusal of the message itself.
+pub fn send_failed(e: KafkaError) -> Error {
+    match &e {
+        _ if matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+        ) =>
+        {
+            Error::LeadershipLost
+        }
+        KafkaError::Transaction(_) => Error::ProducerLost(format!("the transaction failed: {e}")),
+        _ if producer_failed(&e) => Error::ProducerLost(e.to_string()),
+        _ => Error::Delivery(e.to_string()),
     }
 }

@@ -34,6 +34,8 @@ struct State {
     regression: Option<String>,
     /// The producer failed fatally (see [`Error::ProducerLost`]).
     broken: Option<String>,
+    /// Another reader's producer fenced this one: it is no longer the leader.
+    fenced: bool,
     /// Acknowledged offsets per topic and partition.
     last_offsets: HashMap<String, HashMap<i32, PartitionAcks>>,
     /// When the last delivery report came, or the first message after an idle spell was
@@ -230,6 +232,7 @@ impl Tracker {
         state.failure = None;
         state.regression = None;
         state.broken = None;
+        state.fenced = false;
         state.last_offsets.clear();
         state.last_progress = None;
         self.in_flight.store(0, Ordering::SeqCst);
@@ -247,16 +250,38 @@ impl Tracker {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A delivery report without an offset check: acknowledged, or refused for good.
-    pub(super) fn delivered(&self, seq: TxSeq, result: Result<(), String>) {
+    /// The state, if reports of the producer of `generation` still count (checked under the
+    /// lock [`Tracker::reset`] takes, so a report racing a reset is never counted).
+    fn current(&self, generation: u64) -> Option<MutexGuard<'_, State>> {
         let state = self.lock();
-        self.settle(state, seq, result.map_err(Fault::Refused));
+        (self.generation() == generation).then_some(state)
+    }
+
+    /// A delivery report without an offset check: acknowledged, or refused for good.
+    pub(super) fn delivered(&self, generation: u64, seq: TxSeq, result: Result<(), String>) {
+        if let Some(state) = self.current(generation) {
+            self.settle(state, seq, result.map_err(Fault::Refused));
+        }
+    }
+
+    /// A delivery report of a message refused because a newer producer of the transactional
+    /// id (another reader, now the leader) fenced this one.
+    pub(super) fn fenced(&self, generation: u64, seq: TxSeq, reason: String) {
+        let Some(mut state) = self.current(generation) else {
+            return;
+        };
+        if !state.fenced {
+            tracing::error!(%reason, "fenced by another reader's producer; stepping down");
+        }
+        state.fenced = true;
+        self.settle(state, seq, Err(Fault::Broken(reason)));
     }
 
     /// A delivery report of a message the producer could not deliver because it failed.
-    pub(super) fn broken(&self, seq: TxSeq, reason: String) {
-        let state = self.lock();
-        self.settle(state, seq, Err(Fault::Broken(reason)));
+    pub(super) fn broken(&self, generation: u64, seq: TxSeq, reason: String) {
+        if let Some(state) = self.current(generation) {
+            self.settle(state, seq, Err(Fault::Broken(reason)));
+        }
     }
 
     /// Records the outcome of one message of `seq` (under the lock the caller took).
@@ -385,6 +410,9 @@ impl Tracker {
         if let Some(reason) = &state.failure {
             return Some(Error::Delivery(reason.clone()));
         }
+        if state.fenced {
+            return Some(Error::LeadershipLost);
+        }
         if let Some(reason) = &state.broken {
             return Some(Error::ProducerLost(reason.clone()));
         }
@@ -396,8 +424,17 @@ impl Tracker {
     /// that does not (or is negative) means the broker lost messages it had acknowledged
     /// before. Such a message does not count as delivered, so its transaction is never
     /// confirmed, and the session ends (see [`Tracker::fault`]).
-    pub(super) fn acknowledged(&self, seq: TxSeq, topic: &str, partition: i32, offset: i64) {
-        let mut state = self.lock();
+    pub(super) fn acknowledged(
+        &self,
+        generation: u64,
+        seq: TxSeq,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let Some(mut state) = self.current(generation) else {
+            return;
+        };
         let checked = state
             .follow_offset(topic, partition, offset)
             .map_err(Fault::Lost);
@@ -429,11 +466,11 @@ mod tests {
         t.sent();
         t.commit(b, 1, 200);
         // b acked first: nothing confirmable until a is.
-        t.delivered(b, Ok(()));
+        t.delivered(t.generation(), b, Ok(()));
         assert_eq!(t.confirmed(), 0);
-        t.delivered(a, Ok(()));
+        t.delivered(t.generation(), a, Ok(()));
         assert_eq!(t.confirmed(), 0);
-        t.delivered(a, Ok(()));
+        t.delivered(t.generation(), a, Ok(()));
         assert_eq!(t.confirmed(), 200);
         assert_eq!(t.in_flight(), 0);
     }
@@ -443,7 +480,7 @@ mod tests {
         let t = tracker();
         let a = t.begin();
         t.sent();
-        t.delivered(a, Ok(()));
+        t.delivered(t.generation(), a, Ok(()));
         assert_eq!(t.confirmed(), 0, "no commit seen yet");
         t.commit(a, 1, 50);
         assert_eq!(t.confirmed(), 50);
@@ -458,7 +495,7 @@ mod tests {
         let a = t.begin();
         t.sent();
         t.commit(a, 1, 10);
-        t.delivered(a, Err("boom".into()));
+        t.delivered(t.generation(), a, Err("boom".into()));
         assert_eq!(t.confirmed(), 0);
         assert_eq!(t.failure().as_deref(), Some("boom"));
     }
@@ -470,16 +507,16 @@ mod tests {
         t.sent();
         t.sent();
         t.commit(a, 2, 10);
-        t.acknowledged(a, "t", 0, 259);
-        t.acknowledged(a, "t", 1, 3);
+        t.acknowledged(t.generation(), a, "t", 0, 259);
+        t.acknowledged(t.generation(), a, "t", 1, 3);
         assert_eq!(t.confirmed(), 10);
         let b = t.begin();
         t.sent();
         t.sent();
         t.commit(b, 2, 20);
         // The broker forgot its log end: a reused offset is not a delivery.
-        t.acknowledged(b, "t", 0, 0);
-        t.acknowledged(b, "t", 1, 4);
+        t.acknowledged(t.generation(), b, "t", 0, 0);
+        t.acknowledged(t.generation(), b, "t", 1, 4);
         assert_eq!(t.confirmed(), 10);
         assert_eq!(t.in_flight(), 0);
         assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
@@ -490,13 +527,13 @@ mod tests {
         let c = t.begin();
         t.sent();
         t.commit(c, 1, 20);
-        t.acknowledged(c, "t", 0, 1);
+        t.acknowledged(t.generation(), c, "t", 0, 1);
         assert_eq!(t.confirmed(), 20);
         // A negative offset on a partition never seen is no acknowledgement either.
         let d = t.begin();
         t.sent();
         t.commit(d, 1, 30);
-        t.acknowledged(d, "u", 0, -1);
+        t.acknowledged(t.generation(), d, "u", 0, -1);
         assert_eq!(t.confirmed(), 20);
         assert!(t.fault().is_some());
     }
@@ -509,11 +546,11 @@ mod tests {
             t.sent();
         }
         t.commit(a, 4, 10);
-        t.acknowledged(a, "t", 0, 279);
-        t.acknowledged(a, "t", 0, 280);
-        t.acknowledged(a, "t", 1, 5);
+        t.acknowledged(t.generation(), a, "t", 0, 279);
+        t.acknowledged(t.generation(), a, "t", 0, 280);
+        t.acknowledged(t.generation(), a, "t", 1, 5);
         // A batch acknowledged without offsets (a claimed duplicate) is no delivery.
-        t.acknowledged(a, "t", 0, -1);
+        t.acknowledged(t.generation(), a, "t", 0, -1);
         assert!(matches!(t.fault(), Some(Error::AckRegression(_))));
         assert_eq!(t.confirmed(), 0);
         let (confirmed, mut offsets) = t.acked_offsets();
@@ -534,7 +571,7 @@ mod tests {
         let a = t.begin();
         t.sent();
         t.commit(a, 1, 500);
-        t.acknowledged(a, "t", 0, 7);
+        t.acknowledged(t.generation(), a, "t", 0, 7);
         assert_eq!(t.confirmed(), 500);
         t.abandon_open();
         t.rewind(300);
@@ -555,7 +592,7 @@ mod tests {
         }
         assert_eq!(t.tracked(), 1, "merged into the waiting transaction");
         assert_eq!(t.confirmed(), 0);
-        t.delivered(a, Ok(()));
+        t.delivered(t.generation(), a, Ok(()));
         assert_eq!(
             t.confirmed(),
             20 + 999_999,

@@ -61,15 +61,39 @@ async fn an_invalidated_slot_stops_the_reader_or_is_replaced_by_a_new_snapshot()
     })
     .await;
 
-    // By default the reader refuses to go on, with a distinct exit code and the reason.
+    // By default the reader refuses to go on, with a distinct exit code and the reason, which
+    // its /readyz and metrics show until it exits.
+    let port = shared::testkit::private::free_port();
+    let addr = format!("127.0.0.1:{port}");
     let mut refusing = Spawned::start(
         &url,
         &env.kafka_brokers,
         &slot,
         &prefix,
-        &[],
+        &["--metrics-addr", &addr, "--fatal-linger", "20s"],
         log.to_str().unwrap(),
     );
+    let (ready, metric) = wait_for(
+        "the reader to report the invalidated slot",
+        Duration::from_secs(60),
+        || {
+            let addr = addr.clone();
+            async move {
+                let metrics = http_get(&addr, "/metrics").await?;
+                let readyz = http_get(&addr, "/readyz").await?;
+                let invalidated = metrics
+                    .lines()
+                    .any(|l| l.trim() == "cdc_slot_invalidated 1");
+                (invalidated && readyz.contains("invalidated")).then_some((readyz, metrics))
+            }
+        },
+    )
+    .await;
+    assert!(
+        ready.split_whitespace().nth(1) == Some("503") && ready.contains("invalidated"),
+        "/readyz fails with the reason: {ready}"
+    );
+    assert!(metric.contains("cdc_slot_invalidated 1"));
     let status = refusing.child.wait().unwrap();
     assert_eq!(status.code(), Some(3), "exit code of an invalidated slot");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -127,4 +151,17 @@ async fn an_invalidated_slot_stops_the_reader_or_is_replaced_by_a_new_snapshot()
     assert!(recovering.terminate().success());
     drop(pool);
     drop(cluster);
+}
+
+/// The whole HTTP/1.0 answer to `GET path`, or `None` while nothing listens.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.ok()?;
+    Some(reply)
 }

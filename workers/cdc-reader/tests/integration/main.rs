@@ -6,6 +6,7 @@
 
 mod changes;
 mod crash;
+mod fencing;
 mod idle;
 mod invalidation;
 mod keys;

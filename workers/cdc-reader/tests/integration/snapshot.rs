@@ -106,6 +106,89 @@ async fn interrupted_snapshot_is_redone_and_complete() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// A snapshot that is redone (here: its completion marker is gone, as after a crash before it
+/// was written) loses no delete: rows the first attempt published and that were deleted before
+/// the second get a delete and a tombstone, stamped at the new slot's consistent point, so the
+/// newest record of their key says they are gone; every other row's newest record is its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redone_snapshot_deletes_the_rows_deleted_since_the_first_attempt() {
+    let env = TestEnv::get();
+    let db = env.database("cdc_resnapshot").await;
+    let pool = db.pool.clone();
+    insert_profiles(&pool, 3_000).await;
+    let slot = unique_name("cdc_slot");
+    let prefix = unique_name("cdct");
+    let log = std::env::temp_dir()
+        .join(format!("{slot}.log"))
+        .to_string_lossy()
+        .into_owned();
+    let args = ["--snapshot-chunk-rows", "500"];
+    let mut first = Spawned::start(&db.url, &env.kafka_brokers, &slot, &prefix, &args, &log);
+    wait_for("the first snapshot", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        let slot = slot.clone();
+        async move { marker_exists(&pool, &slot).await.then_some(()) }
+    })
+    .await;
+    assert!(first.terminate().success());
+    // As if the first attempt had died before recording its completion.
+    sqlx::query("SELECT pg_replication_origin_drop($1)")
+        .bind(cdc_reader::slot::snapshot_marker(&slot))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deleted: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM saju_profiles WHERE id IN (SELECT id FROM saju_profiles ORDER BY id LIMIT 100) \
+         RETURNING id::text",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(deleted.len(), 100);
+
+    let mut second = Spawned::start(&db.url, &env.kafka_brokers, &slot, &prefix, &args, &log);
+    wait_for("the snapshot to be redone", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        let slot = slot.clone();
+        async move { marker_exists(&pool, &slot).await.then_some(()) }
+    })
+    .await;
+    let mut read = TopicReader::new(&env.kafka_brokers, &topics(&prefix)[..1]).await;
+    read.read_to_end(Duration::from_secs(60)).await;
+    // The newest record of each key, and whether it came after a delete event of that key.
+    let mut newest: std::collections::HashMap<String, (Option<Op>, bool)> =
+        std::collections::HashMap::new();
+    for record in &read.records {
+        let Some(key) = &record.key else { continue };
+        let id = serde_json::from_str::<serde_json::Value>(key).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let op = record.event.as_ref().map(|e| e.op);
+        let deleted_before = newest
+            .get(&id)
+            .is_some_and(|(op, _)| *op == Some(Op::Delete));
+        newest.insert(id, (op, op.is_none() && deleted_before));
+    }
+    assert_eq!(newest.len(), 3_000, "every key the topic has seen");
+    for id in &deleted {
+        assert_eq!(
+            newest.get(id),
+            Some(&(None, true)),
+            "{id}, deleted between the attempts, must end with a delete and a tombstone (log: {log})"
+        );
+    }
+    let rows = newest
+        .values()
+        .filter(|(op, _)| *op == Some(Op::Read))
+        .count();
+    assert_eq!(rows, 3_000 - deleted.len());
+    assert!(second.terminate().success());
+    drop_slot(&pool, &slot).await;
+    db.drop_database().await;
+    let _ = std::fs::remove_file(&log);
+}
+
 /// Only the session that holds the slot's leadership lock may mark the snapshot complete: a
 /// reader deposed mid-snapshot (its lock session gone) writes no marker, so the next leader
 /// redoes the snapshot instead of streaming past rows never copied.

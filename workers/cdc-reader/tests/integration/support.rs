@@ -253,6 +253,44 @@ impl TopicReader {
         }
     }
 
+    /// Reads every partition to the end it has now (its high watermark), or panics after
+    /// `timeout`.
+    pub async fn read_to_end(&mut self, timeout: Duration) {
+        let assignment = self.consumer.assignment().expect("assignment");
+        let mut ends = Vec::new();
+        for e in assignment.elements() {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                .expect("watermarks");
+            ends.push((e.topic().to_owned(), e.partition(), high));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let position = self.consumer.position().expect("position");
+            let at_end = ends.iter().all(|(topic, partition, high)| {
+                *high == 0
+                    || matches!(
+                        position.find_partition(topic, *partition).map(|p| p.offset()),
+                        Some(Offset::Offset(o)) if o >= *high
+                    )
+            });
+            if at_end {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out reading to the end {ends:?}; at {position:?}"
+            );
+            for _ in 0..1000 {
+                match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                    Ok(Ok(message)) => Self::push(&mut self.records, &message),
+                    _ => break,
+                }
+            }
+        }
+    }
+
     /// Reads until every expected `(table, key, lsn)` was seen; on timeout, fails naming the
     /// missing ones.
     pub async fn read_until_all(
