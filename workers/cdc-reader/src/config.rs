@@ -239,7 +239,7 @@ pub struct Config {
     /// is committed. Consumers reading committed messages (`isolation.level=read_committed`,
     /// librdkafka's default) see a change at the latest this long after it was produced; the
     /// workers read uncommitted messages and do not wait.
-    #[arg(long = "transaction-interval", env = "CDC_TRANSACTION_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long = "transaction-interval", env = "CDC_TRANSACTION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub transaction_interval: Duration,
 
     /// What to do when PostgreSQL invalidated the slot (`wal_status = lost`, after

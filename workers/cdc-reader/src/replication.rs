@@ -228,6 +228,9 @@ impl Session<'_> {
                 }
                 if self.publisher.confirmable() >= stop {
                     self.start_verification();
+                } else if tracker.confirmed() >= stop && self.committing.is_none() {
+                    // Everything up to the stop is acknowledged: commit it now.
+                    self.committing = self.publisher.begin_commit();
                 }
             }
             let room = tracker.in_flight() < self.params.max_in_flight;
