@@ -382,6 +382,9 @@ impl Publisher {
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                     return Err(Error::kafka("initializing transactions")(e));
                 }
+                Err(e) if no_transactions(&e).is_some() => {
+                    return Err(no_transactions(&e).expect("checked"));
+                }
                 Err(e) => {
                     attempt += 1;
                     let wait = shared::backoff::Backoff::default().delay(attempt);
@@ -487,6 +490,9 @@ impl Publisher {
                 Ok(CommitOutcome::Committed(committed))
             }
             Err(e) => {
+                if let Some(unsupported) = no_transactions(&e) {
+                    return Err(unsupported);
+                }
                 if matches!(
                     e.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
@@ -777,4 +783,19 @@ pub fn send_failed(e: KafkaError) -> Error {
         _ if producer_failed(&e) => Error::ProducerLost(e.to_string()),
         _ => Error::Delivery(e.to_string()),
     }
+}
+
+/// A broker without Kafka transactions: a configuration error, with the way out.
+fn no_transactions(e: &KafkaError) -> Option<Error> {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
+    )
+    .then(|| {
+        Error::Config(format!(
+            "the broker does not support Kafka transactions ({e}), which --fencing transactions \
+             needs: run with --fencing none (CDC_FENCING=none), which gives up fencing a deposed \
+             leader's late writes"
+        ))
+    })
 }
