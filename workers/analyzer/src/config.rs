@@ -57,6 +57,13 @@ pub struct Config {
     )]
     pub results_topic: String,
 
+    /// How often the analyzer merges the pending entries of the analysis search index
+    /// (`idx_saju_profiles_analysis_facets`, a GIN index) into it, on a connection of its own,
+    /// so that no write-back statement has to merge a full pending list itself (seconds of
+    /// delay for the rows in that batch). `0` leaves it to the write-backs and autovacuum.
+    #[arg(long = "index-merge-interval", env = "ANALYZER_INDEX_MERGE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub index_merge_interval: Duration,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long = "metrics-addr", env = "METRICS_ADDR", default_value = "127.0.0.1:9102", value_parser = parse_listen_addr)]
     pub metrics_addr: SocketAddr,

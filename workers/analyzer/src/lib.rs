@@ -81,6 +81,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         metrics,
         cdc_topic: topic.clone(),
     });
+    let merger = (!config.index_merge_interval.is_zero()).then(|| {
+        tokio::spawn(writeback::merge_index_pending(
+            pool.clone(),
+            config.index_merge_interval,
+            shutdown.clone(),
+        ))
+    });
     // The reader's `too_large` dead letters name rows whose change it could not publish.
     let topics = [topic, dlq];
     let result = consume::kafka::run(
@@ -94,8 +101,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await;
-    pool.close().await;
     shutdown.trigger();
+    if let Some(merger) = merger {
+        let _ = merger.await;
+    }
+    pool.close().await;
     server.await?;
     tracing::info!("analyzer stopped");
     result.map(|_| ())

@@ -254,3 +254,40 @@ pub async fn reject(
         .await?;
     outcomes(rows)
 }
+
+/// The search index of the analysis document (a GIN index with a pending list).
+pub const SEARCH_INDEX: &str = "idx_saju_profiles_analysis_facets";
+
+/// Merges the search index's pending entries every `interval` until `shutdown`.
+///
+/// GIN collects new entries in a pending list and merges it into the index when it outgrows
+/// `gin_pending_list_limit` — in whichever statement overflowed it, which then takes seconds
+/// (a write-back's rows wait that long). Merging it here, often and on a connection of its
+/// own, keeps the list short and the merge off the write-backs. A failure (a missing index,
+/// no permission) is logged once and the task ends: the write-backs still merge it themselves.
+pub async fn merge_index_pending(
+    pool: PgPool,
+    interval: std::time::Duration,
+    shutdown: shared::shutdown::Shutdown,
+) {
+    while shutdown.sleep(interval).await {
+        let merged: Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT gin_clean_pending_list($1::regclass)")
+                .bind(SEARCH_INDEX)
+                .fetch_one(&pool)
+                .await;
+        match merged {
+            Ok(pages) => {
+                if pages > 0 {
+                    tracing::debug!(pages, "search index pending list merged");
+                }
+            }
+            Err(e) if e.as_database_error().is_some() => {
+                tracing::warn!(error = %e, index = SEARCH_INDEX, "cannot merge the search index's pending list; the write-backs will");
+                return;
+            }
+            // The database is away: try again at the next interval.
+            Err(e) => tracing::debug!(error = %e, "merging the search index's pending list failed"),
+        }
+    }
+}

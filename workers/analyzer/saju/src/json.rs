@@ -38,7 +38,7 @@
 //! ```
 //!
 //! Indexable paths: `analysis_result->'scores'->>'wood'` (numeric, 0–100) and
-//! `analysis_result @> '{"groups":[102]}'` (GIN, `jsonb_path_ops`).
+//! `analysis_facets(analysis_result) @> '{"groups":[102]}'` (GIN, `jsonb_path_ops`).
 
 use std::sync::OnceLock;
 

@@ -79,38 +79,38 @@ async fn score_and_group_queries_use_their_indexes() {
             "idx_saju_profiles_score_wood",
         ),
         (
-            "SELECT id, name FROM saju_profiles WHERE analysis_result @> '{\"groups\":[102]}'",
-            "idx_saju_profiles_analysis_result",
+            "SELECT id, name FROM saju_profiles WHERE analysis_facets(analysis_result) @> '{\"groups\":[102]}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         // Version 2 members, by containment on the same index.
         (
-            "SELECT id, name FROM saju_profiles WHERE analysis_result @> '{\"groups\":[704]}'",
-            "idx_saju_profiles_analysis_result",
+            "SELECT id, name FROM saju_profiles WHERE analysis_facets(analysis_result) @> '{\"groups\":[704]}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         (
             "SELECT id, name FROM saju_profiles \
-             WHERE analysis_result @> '{\"twelve_stages\":{\"day\":{\"name\":\"건록\"}}}'",
-            "idx_saju_profiles_analysis_result",
+             WHERE analysis_facets(analysis_result) @> '{\"twelve_stages\":{\"day\":{\"name\":\"건록\"}}}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         (
             "SELECT id, name FROM saju_profiles \
-             WHERE analysis_result @> '{\"sinsal\":[{\"name\":\"역마살\",\"positions\":[\"day\"]}]}'",
-            "idx_saju_profiles_analysis_result",
+             WHERE analysis_facets(analysis_result) @> '{\"sinsal\":[{\"name\":\"역마살\",\"positions\":[\"day\"]}]}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         (
             "SELECT id, name FROM saju_profiles \
-             WHERE analysis_result @> '{\"sinsal\":[{\"name\":\"천을귀인\"}]}'",
-            "idx_saju_profiles_analysis_result",
+             WHERE analysis_facets(analysis_result) @> '{\"sinsal\":[{\"name\":\"천을귀인\"}]}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         (
             "SELECT id, name FROM saju_profiles \
-             WHERE analysis_result @> '{\"gongmang\":{\"day_hits\":[\"hour\"]}}'",
-            "idx_saju_profiles_analysis_result",
+             WHERE analysis_facets(analysis_result) @> '{\"gongmang\":{\"day_hits\":[\"hour\"]}}'",
+            "idx_saju_profiles_analysis_facets",
         ),
         (
             "SELECT id, name FROM saju_profiles \
-             WHERE analysis_result @> '{\"strength\":{\"verdict\":\"신약\"},\"napeum\":{\"day\":{\"element\":\"metal\"}}}'",
-            "idx_saju_profiles_analysis_result",
+             WHERE analysis_facets(analysis_result) @> '{\"strength\":{\"verdict\":\"신약\"},\"napeum\":{\"day\":{\"element\":\"metal\"}}}'",
+            "idx_saju_profiles_analysis_facets",
         ),
     ] {
         let plan: Value = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {query}"))
@@ -123,6 +123,22 @@ async fn score_and_group_queries_use_their_indexes() {
         eprintln!("{query}\n  -> {rows} rows in {ms:.1} ms");
         assert!(text.contains(index), "{query} does not use {index}: {plan:#}");
         assert!(rows > 0, "{query} found nothing: the data set does not exercise it");
+        // A pattern written for the document finds the same rows inside the facets.
+        if let Some((_, pattern)) = query.split_once("analysis_facets(analysis_result) @> ") {
+            let facets: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM saju_profiles WHERE analysis_facets(analysis_result) @> {pattern}"
+            ))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            let document: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM saju_profiles WHERE analysis_result @> {pattern}"
+            ))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            assert_eq!(facets, document, "{pattern}: facets and document disagree");
+        }
     }
     db.drop_database().await;
 }
