@@ -8,17 +8,27 @@
 //!
 //! - `..` components, NUL bytes, and file names that are not a single plain component (`a/b`,
 //!   `/etc/passwd`, `..`) are refused before touching the file system;
-//! - the joined path is canonicalised and must still lie under the canonical root, so symlinks
-//!   that lead out of it are refused;
-//! - the final open uses `O_NOFOLLOW` (a symlink swapped in after the check is not followed)
-//!   and `O_NONBLOCK` (a FIFO cannot hang the worker), and must yield a regular file;
+//! - the file is opened relative to a descriptor of the root taken at start-up, without ever
+//!   following a symlink on any component: `openat2` with `RESOLVE_BENEATH |
+//!   RESOLVE_NO_SYMLINKS` (Linux 5.6+), or, where that system call is missing or filtered,
+//!   one `openat` per component with `O_NOFOLLOW` (directories with `O_DIRECTORY`). There is
+//!   no check-then-open window: a directory swapped for a symlink at any moment is refused,
+//!   never followed. Symlinks are refused even when they point inside the root;
+//! - the open uses `O_NONBLOCK` (a FIFO cannot hang the worker), and the descriptor itself must
+//!   be a regular file (`fstat`); nothing is read from a refused file;
 //! - the size is checked on the open handle before reading, and the read stops one byte past
 //!   the limit, so a file growing meanwhile cannot exceed it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustix::fs::{self, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 /// Why a file could not be read. All are properties of the row or the file system: they are
 /// recorded on the row, not retried.
@@ -83,8 +93,10 @@ impl FileError {
 /// The directory every asset file must lie under.
 #[derive(Clone, Debug)]
 pub struct AssetRoot {
-    /// Canonical (absolute, symlink-free) root, so `starts_with` on canonical paths is exact.
+    /// Canonical (absolute, symlink-free) root, for messages.
     root: PathBuf,
+    /// The root directory, opened once: every file is opened relative to it.
+    dir: Arc<OwnedFd>,
 }
 
 impl AssetRoot {
@@ -97,7 +109,14 @@ impl AssetRoot {
                 format!("{} is not a directory", root.display()),
             ));
         }
-        Ok(Self { root })
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&root)?;
+        Ok(Self {
+            root,
+            dir: Arc::new(OwnedFd::from(dir)),
+        })
     }
 
     /// The canonical root.
@@ -107,6 +126,11 @@ impl AssetRoot {
 
     /// The path of a row's file under the root, without touching the file system.
     pub fn join(&self, file_path: &str, file_name: &str) -> Result<PathBuf, FileError> {
+        Ok(self.root.join(Self::relative(file_path, file_name)?))
+    }
+
+    /// The path of a row's file relative to the root: plain components only.
+    fn relative(file_path: &str, file_name: &str) -> Result<PathBuf, FileError> {
         if file_path.contains('\0') || file_name.contains('\0') {
             return Err(FileError::Refused("NUL byte in the path".into()));
         }
@@ -120,7 +144,7 @@ impl AssetRoot {
                 )))
             }
         }
-        let mut path = self.root.clone();
+        let mut path = PathBuf::new();
         for part in file_path.split('/') {
             match part {
                 "" | "." => {}
@@ -143,7 +167,17 @@ impl AssetRoot {
         file_name: &str,
         max_bytes: u64,
     ) -> Result<Vec<u8>, FileError> {
-        let joined = self.join(file_path, file_name)?;
+        self.read_with(file_path, file_name, max_bytes, Opener::Best)
+    }
+
+    fn read_with(
+        &self,
+        file_path: &str,
+        file_name: &str,
+        max_bytes: u64,
+        opener: Opener,
+    ) -> Result<Vec<u8>, FileError> {
+        let relative = Self::relative(file_path, file_name)?;
         let shown = || {
             format!(
                 "{}{}{}",
@@ -152,20 +186,21 @@ impl AssetRoot {
                 file_name
             )
         };
-        let real = joined.canonicalize().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FileError::Missing(shown()),
-            _ => FileError::Unreadable(e),
-        })?;
-        if !real.starts_with(&self.root) {
-            return Err(FileError::Refused(format!(
-                "{} resolves outside the assets root",
-                shown()
-            )));
-        }
-        let file = open_no_follow(&real).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => FileError::Refused(format!("{} is a symlink", shown())),
-            _ if e.kind() == io::ErrorKind::NotFound => FileError::Missing(shown()),
-            _ => FileError::Unreadable(e),
+        let file = open_beneath(&self.dir, &relative, opener).map_err(|e| {
+            match e.raw_os_error() {
+                // A symlink on the way (openat2 says ELOOP; openat with O_DIRECTORY on a
+                // symlinked directory says ENOTDIR), or a way out of the root (EXDEV).
+                Some(libc::ELOOP | libc::EXDEV) => FileError::Refused(format!(
+                    "{} passes through a symlink (symlinks are not followed under the assets root)",
+                    shown()
+                )),
+                Some(libc::ENOTDIR) => FileError::Refused(format!(
+                    "{}: a directory on its path is a symlink or a file",
+                    shown()
+                )),
+                _ if e.kind() == io::ErrorKind::NotFound => FileError::Missing(shown()),
+                _ => FileError::Unreadable(e),
+            }
         })?;
         let meta = file.metadata().map_err(FileError::Unreadable)?;
         if !meta.is_file() {
@@ -194,11 +229,52 @@ impl AssetRoot {
     }
 }
 
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
+/// How files are opened beneath the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opener {
+    /// `openat2`, or the component walk where the kernel lacks it.
+    Best,
+    /// One `openat` per component (the fallback, also tested on its own).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Components,
+}
+
+/// Set once `openat2` turned out to be missing (ENOSYS) or filtered (EPERM by a seccomp
+/// profile): the component walk is used from then on.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Opens `relative` (plain components only) beneath the directory `dir` for reading, never
+/// following a symlink on any component.
+fn open_beneath(dir: &OwnedFd, relative: &Path, opener: Opener) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if opener == Opener::Best && !NO_OPENAT2.load(Ordering::Relaxed) {
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match fs::openat2(dir, relative, flags, Mode::empty(), resolve) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(e) if e == Errno::NOSYS || e == Errno::PERM => {
+                tracing::info!(error = %e, "openat2 is not available; opening asset files one path component at a time");
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let parts: Vec<&std::ffi::OsStr> = relative.iter().collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    };
+    let mut current: Option<OwnedFd> = None;
+    for part in dirs {
+        let at = current.as_ref().unwrap_or(dir);
+        current = Some(fs::openat(
+            at,
+            *part,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+    }
+    let at = current.as_ref().unwrap_or(dir);
+    Ok(File::from(fs::openat(at, *last, flags, Mode::empty())?))
 }
 
 #[cfg(test)]
@@ -244,11 +320,25 @@ mod tests {
         let dir = scratch("escape");
         let root_dir = dir.join("root");
         std::fs::create_dir_all(&root_dir).unwrap();
-        std::fs::write(dir.join("secret.png"), b"secret").unwrap();
+        std::fs::write(dir.join("secret.png"), b"TOP-SECRET-BYTES").unwrap();
         std::os::unix::fs::symlink(dir.join("secret.png"), root_dir.join("link.png")).unwrap();
         std::os::unix::fs::symlink(&dir, root_dir.join("up")).unwrap();
+        std::fs::create_dir_all(root_dir.join("in")).unwrap();
+        std::fs::write(root_dir.join("in/ok.png"), b"inside").unwrap();
+        // Symlinks are refused even when they stay inside the root.
+        std::os::unix::fs::symlink(root_dir.join("in"), root_dir.join("alias")).unwrap();
+        std::os::unix::fs::symlink(root_dir.join("in/ok.png"), root_dir.join("in/same.png"))
+            .unwrap();
         let root = AssetRoot::new(&root_dir).unwrap();
+        for opener in [Opener::Best, Opener::Components] {
+            assert_eq!(
+                root.read_with("/in/", "ok.png", 100, opener).unwrap(),
+                b"inside"
+            );
+        }
         for (path, name) in [
+            ("/alias/", "ok.png"),
+            ("/in/", "same.png"),
             ("../", "secret.png"),
             ("/a/../../", "secret.png"),
             ("/", "../secret.png"),
@@ -259,11 +349,81 @@ mod tests {
             ("/", "link.png"),
             ("/up/", "secret.png"),
         ] {
-            match root.read(path, name, 100) {
-                Err(FileError::Refused(_)) => {}
-                other => panic!("{path:?} + {name:?}: {other:?}"),
+            for opener in [Opener::Best, Opener::Components] {
+                match root.read_with(path, name, 100, opener) {
+                    Err(FileError::Refused(text)) => {
+                        assert!(!text.contains("TOP-SECRET"), "{text}")
+                    }
+                    other => panic!("{path:?} + {name:?} ({opener:?}): {other:?}"),
+                }
             }
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A directory inside the root is swapped for a symlink to a directory outside it, over
+    /// and over, while files are read through it: the file outside is never read, and no
+    /// error text carries its bytes.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_read_never_leads_outside() {
+        let dir = scratch("swap");
+        let root_dir = dir.join("root");
+        let outside = dir.join("outside");
+        std::fs::create_dir_all(root_dir.join("d")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root_dir.join("d/a.png"), b"inside").unwrap();
+        std::fs::write(outside.join("a.png"), b"SECRET").unwrap();
+        let root = AssetRoot::new(&root_dir).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, root_dir, outside) = (stop.clone(), root_dir.clone(), outside.clone());
+            std::thread::spawn(move || {
+                let (d, parked) = (root_dir.join("d"), root_dir.join("d.real"));
+                let mut swaps = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(&d, &parked).unwrap();
+                    std::os::unix::fs::symlink(&outside, &d).unwrap();
+                    std::thread::yield_now();
+                    std::fs::remove_file(&d).unwrap();
+                    std::fs::rename(&parked, &d).unwrap();
+                    swaps += 1;
+                }
+                swaps
+            })
+        };
+        let mut seen = [0u64; 3]; // read inside, refused, missing
+        let started = std::time::Instant::now();
+        let mut i = 0u64;
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            i += 1;
+            let opener = if i % 2 == 0 {
+                Opener::Best
+            } else {
+                Opener::Components
+            };
+            match root.read_with("/d/", "a.png", 100, opener) {
+                Ok(bytes) => {
+                    assert_eq!(bytes, b"inside", "read outside the root ({opener:?})");
+                    seen[0] += 1;
+                }
+                Err(FileError::Refused(text)) => {
+                    assert!(!text.contains("SECRET"), "{text}");
+                    seen[1] += 1;
+                }
+                Err(FileError::Missing(text)) => {
+                    assert!(!text.contains("SECRET"), "{text}");
+                    seen[2] += 1;
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        eprintln!("{swaps} swaps; read inside / refused / missing: {seen:?}");
+        assert!(
+            swaps > 10 && seen[0] > 0 && seen[1] > 0,
+            "the race was not exercised: {swaps} swaps, {seen:?}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
