@@ -168,6 +168,13 @@ pub struct Config {
     #[arg(long = "tombstones", env = "CDC_TOMBSTONES", default_value_t = true, action = ArgAction::Set)]
     pub tombstones: bool,
 
+    /// Publish transaction boundaries on `<topic-prefix>.transaction` (one partition, in
+    /// commit order): a BEGIN event before a transaction's first change record and an END
+    /// event after its last, with the number of records per table, as Debezium's transaction
+    /// metadata. Transactions without captured changes have none.
+    #[arg(long = "transaction-metadata", env = "CDC_TRANSACTION_METADATA", default_value_t = false, action = ArgAction::Set)]
+    pub transaction_metadata: bool,
+
     /// Partitions of the CDC topics when the reader creates them.
     #[arg(
         long = "topic-partitions",
@@ -278,6 +285,12 @@ fn parse_lsn_arg(text: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// The transaction topic, when transaction metadata is on.
+    pub fn transaction_topic(&self) -> Option<String> {
+        self.transaction_metadata
+            .then(|| format!("{}.transaction", self.kafka.topic_prefix))
+    }
+
     /// Checks what clap cannot: called before anything connects.
     pub fn validate(&self) -> Result<(), String> {
         if self.tables.is_empty() {

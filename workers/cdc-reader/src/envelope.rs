@@ -228,6 +228,61 @@ pub fn write_key(out: &mut Vec<u8>, data: &[u8], pk: &[Range<usize>], row: &[Raw
     true
 }
 
+/// Whether a transaction event opens or closes a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TxStatus {
+    /// Sent before the transaction's first change record.
+    #[serde(rename = "BEGIN")]
+    Begin,
+    /// Sent after its last, with the counts.
+    #[serde(rename = "END")]
+    End,
+}
+
+/// One captured table's share of a transaction.
+#[derive(Debug, Serialize)]
+pub struct DataCollection<'a> {
+    /// `schema.table`.
+    pub data_collection: &'a str,
+    /// Change records of the table in the transaction.
+    pub event_count: u64,
+}
+
+/// An event of the transaction topic (`<prefix>.transaction`), after Debezium's transaction
+/// metadata: `id` is `<xid>:<commit_lsn>`, the two `source` fields every change record of the
+/// transaction carries.
+#[derive(Debug, Serialize)]
+pub struct TxEvent<'a> {
+    /// BEGIN or END.
+    pub status: TxStatus,
+    /// `<xid>:<commit_lsn>`.
+    pub id: &'a str,
+    /// Transaction id.
+    pub xid: Option<u64>,
+    /// Commit LSN (as in the change records' `source.commit_lsn`).
+    pub commit_lsn: u64,
+    /// Commit time.
+    pub ts: &'a DateTime<Utc>,
+    /// END: every change record of the transaction (tombstones are not counted); BEGIN: null.
+    pub event_count: Option<u64>,
+    /// END: the records per table, tables with none left out; BEGIN: null.
+    pub data_collections: Option<Vec<DataCollection<'a>>>,
+}
+
+/// The id of a transaction on the transaction topic.
+pub fn transaction_id(xid: Option<u64>, commit_lsn: u64) -> String {
+    format!("{}:{commit_lsn}", xid.unwrap_or(0))
+}
+
+/// Writes the key (`{"id":"<id>"}`) and the value of a transaction event.
+pub fn encode_transaction(key: &mut Vec<u8>, value: &mut Vec<u8>, event: &TxEvent<'_>) {
+    key.clear();
+    value.clear();
+    // Neither can fail: strings and numbers only.
+    let _ = serde_json::to_writer(&mut *key, &serde_json::json!({ "id": event.id }));
+    let _ = serde_json::to_writer(&mut *value, event);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,6 +436,7 @@ impl Reader {
             stop_at: self.config.stop_at_lsn,
             shutdown_timeout: self.config.shutdown_timeout,
             ack_stall_timeout: self.config.ack_stall_timeout,
+            transaction_topic: self.config.transaction_topic(),
         };
         let streamed = replication::stream(
             &mut conn,
@@ -526,6 +527,17 @@ fn topic_specs(config: &Config, routes: &Routes) -> Vec<shared::kafka::TopicSpec
             .cloned()
     };
     let (table_template, dlq_template) = (template(false), template(true));
+    // Transaction boundaries: one partition, so that they keep the commit order.
+    let transactions = config
+        .transaction_topic()
+        .map(|name| shared::kafka::TopicSpec {
+            name,
+            partitions: 1,
+            configs: vec![
+                ("cleanup.policy".into(), "delete".into()),
+                ("retention.ms".into(), "604800000".into()),
+            ],
+        });
     routes
         .topic_specs(config.topic_partitions)
         .into_iter()
@@ -546,6 +558,7 @@ fn topic_specs(config: &Config, routes: &Routes) -> Vec<shared::kafka::TopicSpec
             }
             spec
         })
+        .chain(transactions)
         .collect()
 }
 

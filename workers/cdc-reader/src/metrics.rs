@@ -59,6 +59,9 @@ pub const TRANSACTION_COMMITS_TOTAL: &str = "cdc_kafka_transactions_committed_to
 /// Time a Kafka transaction's commit took (flushing its last messages included).
 pub const TRANSACTION_COMMIT_SECONDS: &str = "cdc_kafka_transaction_commit_seconds";
 
+/// Events sent to the transaction topic (`--transaction-metadata`), by status.
+pub const TRANSACTION_EVENTS_TOTAL: &str = "cdc_transaction_events_total";
+
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
 /// Label: op code (c/u/d/r/t).
@@ -75,6 +78,8 @@ pub struct Metrics {
     pub wal_bytes: IntCounter,
     /// [`TRANSACTIONS_TOTAL`]
     pub transactions: IntCounter,
+    /// [`TRANSACTION_EVENTS_TOTAL`]
+    pub transaction_events: IntCounterVec,
     /// [`PRODUCE_LATENCY_SECONDS`]
     pub produce_latency: Histogram,
     /// [`REPLICATION_LAG_BYTES`]
@@ -137,6 +142,13 @@ impl Metrics {
             transactions: IntCounter::new(
                 TRANSACTIONS_TOTAL,
                 "Transactions received from the slot.",
+            )?,
+            transaction_events: IntCounterVec::new(
+                Opts::new(
+                    TRANSACTION_EVENTS_TOTAL,
+                    "BEGIN and END events sent to the transaction topic (--transaction-metadata).",
+                ),
+                &["status"],
             )?,
             produce_latency: Histogram::with_opts(
                 HistogramOpts::new(
@@ -235,6 +247,10 @@ impl Metrics {
         registry.register(Box::new(m.produced_bytes.clone()))?;
         registry.register(Box::new(m.wal_bytes.clone()))?;
         registry.register(Box::new(m.transactions.clone()))?;
+        registry.register(Box::new(m.transaction_events.clone()))?;
+        for status in ["BEGIN", "END"] {
+            m.transaction_events.with_label_values(&[status]);
+        }
         registry.register(Box::new(m.produce_latency.clone()))?;
         registry.register(Box::new(m.lag_bytes.clone()))?;
         registry.register(Box::new(m.lag_seconds.clone()))?;

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::{PgWireError, ReplicationConnection};
 use crate::delivery::{AckedRange, CommitOutcome, Committing, Publisher, TxSeq};
 use crate::envelope::{
-    encode_key, encode_value, write_envelope, write_key, RawSource, Row, SourceInfo,
+    encode_key, encode_transaction, encode_value, transaction_id, write_envelope, write_key,
+    DataCollection, RawSource, Row, SourceInfo, TxEvent, TxStatus,
 };
 use crate::error::Error;
 use crate::metrics::{lsn_gauge, Metrics};
@@ -58,6 +59,8 @@ pub struct StreamParams {
     pub ack_stall_timeout: Duration,
     /// With a transactional producer: how often the Kafka transaction is committed.
     pub transaction_interval: Duration,
+    /// Where transaction boundaries go (`--transaction-metadata`), if anywhere.
+    pub transaction_topic: Option<String>,
 }
 
 /// Why a session ended without error.
@@ -80,6 +83,19 @@ struct OpenTx {
     ts: DateTime<Utc>,
     /// `ts` as the envelope writes it (a JSON string), for the raw-row path.
     ts_json: String,
+    /// With transaction metadata: the BEGIN event was sent.
+    announced: bool,
+    /// With transaction metadata: change records per route (indexed by [`Route::index`]).
+    counts: Vec<u64>,
+}
+
+impl OpenTx {
+    /// One more change record of `route` (for the END event's counts, when they are kept).
+    fn count(&mut self, route: &Route) {
+        if let Some(count) = self.counts.get_mut(route.index) {
+            *count += 1;
+        }
+    }
 }
 
 struct Session<'a> {
@@ -401,6 +417,8 @@ impl Session<'_> {
                     xid: message.xid,
                     ts,
                     ts_json,
+                    announced: false,
+                    counts: Vec::new(),
                 });
                 Ok(())
             }
@@ -412,6 +430,10 @@ impl Session<'_> {
                 // XLogData of a commit starts at the end of the commit record: the position to
                 // confirm. wal2json's `nextlsn` says the same.
                 let end = tx.end_lsn.unwrap_or(wal_start).max(wal_start);
+                let mut tx = tx;
+                if tx.announced {
+                    self.transaction_event(&mut tx, TxStatus::End).await?;
+                }
                 self.publisher.tracker().commit(tx.seq, tx.sent, end);
                 self.metrics.transactions.inc();
                 let lag = (Utc::now() - tx.ts).num_milliseconds().max(0) as f64 / 1000.0;
@@ -504,6 +526,8 @@ impl Session<'_> {
         let send_error = crate::delivery::send_failed;
 
         if op == Op::Truncate {
+            self.announce().await?;
+            let tx = self.open.as_mut().expect("checked above");
             // Sent to every partition, so each consumer sees it in order with the row events
             // of its partition. Keyed `{}` (no row): compacted topics refuse null keys.
             for partition in 0..route.partitions {
@@ -521,6 +545,7 @@ impl Session<'_> {
                     .await
                     .map_err(send_error)?;
                 tx.sent += 1;
+                tx.count(route);
             }
             route.events(op).inc();
             route
@@ -624,6 +649,7 @@ impl Session<'_> {
     /// Sends the encoded value (keyed by `key`) and, after a delete, its tombstone.
     async fn publish(&mut self, route: &Route, op: Op, key: Option<&[u8]>) -> Result<(), Error> {
         let send_error = crate::delivery::send_failed;
+        self.announce().await?;
         let Some(tx) = self.open.as_mut() else {
             return Err(Error::Decode {
                 lsn: "?".into(),
@@ -635,6 +661,7 @@ impl Session<'_> {
             .await
             .map_err(send_error)?;
         tx.sent += 1;
+        tx.count(route);
         route.events(op).inc();
         route
             .bytes
@@ -647,6 +674,80 @@ impl Session<'_> {
             tx.sent += 1;
             route.bytes.inc_by(key.len() as u64);
         }
+        Ok(())
+    }
+
+    /// With transaction metadata, sends the open transaction's BEGIN event unless it was sent:
+    /// called before each change record, so transactions without one have no events.
+    async fn announce(&mut self) -> Result<(), Error> {
+        if self.params.transaction_topic.is_none() {
+            return Ok(());
+        }
+        let Some(mut tx) = self.open.take() else {
+            return Ok(());
+        };
+        let sent = if tx.announced {
+            Ok(())
+        } else {
+            tx.announced = true;
+            tx.counts = vec![0; self.routes.len()];
+            self.transaction_event(&mut tx, TxStatus::Begin).await
+        };
+        self.open = Some(tx);
+        sent
+    }
+
+    /// Sends a BEGIN or END event of `tx` to the transaction topic (its only partition, so
+    /// that transactions stay in commit order), counted in the transaction like its records:
+    /// the slot is confirmed past it only once the broker has it.
+    async fn transaction_event(&mut self, tx: &mut OpenTx, status: TxStatus) -> Result<(), Error> {
+        let Some(topic) = self.params.transaction_topic.as_deref() else {
+            return Ok(());
+        };
+        let id = transaction_id(tx.xid, tx.commit_lsn);
+        let (event_count, data_collections) = match status {
+            TxStatus::Begin => (None, None),
+            TxStatus::End => (
+                Some(tx.counts.iter().sum()),
+                Some(
+                    self.routes
+                        .iter()
+                        .zip(&tx.counts)
+                        .filter(|(_, count)| **count > 0)
+                        .map(|(route, count)| DataCollection {
+                            data_collection: &route.label,
+                            event_count: *count,
+                        })
+                        .collect(),
+                ),
+            ),
+        };
+        let event = TxEvent {
+            status,
+            id: &id,
+            xid: tx.xid,
+            commit_lsn: tx.commit_lsn,
+            ts: &tx.ts,
+            event_count,
+            data_collections,
+        };
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        encode_transaction(&mut key, &mut value, &event);
+        self.publisher
+            .wait_for_room(self.params.max_in_flight)
+            .await?;
+        self.publisher
+            .send(topic, Some(0), Some(&key), Some(&value), tx.seq)
+            .await
+            .map_err(crate::delivery::send_failed)?;
+        tx.sent += 1;
+        self.metrics
+            .transaction_events
+            .with_label_values(&[match status {
+                TxStatus::Begin => "BEGIN",
+                TxStatus::End => "END",
+            }])
+            .inc();
         Ok(())
     }
 

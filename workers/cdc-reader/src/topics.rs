@@ -12,8 +12,12 @@ use crate::metrics::Metrics;
 /// One captured table.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Its position among the routes (0-based).
+    pub index: usize,
     /// The table.
     pub table: TableName,
+    /// `schema.table`.
+    pub label: String,
     /// Its topic, `<prefix>.<schema>.<table>`.
     pub topic: String,
     /// Partitions of the topic (a truncate is sent to each).
@@ -48,7 +52,8 @@ impl Routes {
     pub fn new(tables: &[TableName], kafka: &KafkaArgs, metrics: &Metrics) -> Self {
         let routes = tables
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(index, t)| {
                 let label = t.to_string();
                 let events =
                     [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate].map(|op| {
@@ -57,7 +62,9 @@ impl Routes {
                             .with_label_values(&[label.as_str(), op.as_str()])
                     });
                 Route {
+                    index,
                     table: t.clone(),
+                    label: label.clone(),
                     topic: kafka.cdc_topic(&t.schema, &t.table),
                     partitions: 1,
                     events,
@@ -92,6 +99,16 @@ impl Routes {
         self.routes
             .iter()
             .find(|r| r.table.schema == schema && r.table.table == table)
+    }
+
+    /// How many tables are captured.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// No table is captured.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
     }
 
     /// All routes.

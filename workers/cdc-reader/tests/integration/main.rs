@@ -17,3 +17,4 @@ mod snapshot;
 mod standby;
 mod support;
 mod tls;
+mod transactions;

@@ -424,21 +424,6 @@ async fn broker_back_empty_is_detected_and_everything_unconfirmed_is_resent() {
     db.drop_database().await;
 }
 
-/// The value of a metric on a `/metrics` endpoint (0 when absent or unreachable).
-fn scrape(addr: &str, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return 0.0;
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The broker freezes for a full minute while changes keep coming, on captured tables (more
 /// than `--max-in-flight`: backpressure stops the reader reading) and as a flood of small
 /// transactions on a table that is not captured. It costs a pause: no reconnect, no re-decode,

@@ -683,3 +683,18 @@ pub async fn start_workload(
     .await;
     (reference, workload)
 }
+
+/// The value of a metric on a `/metrics` endpoint (0 when absent or unreachable).
+pub fn scrape(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
