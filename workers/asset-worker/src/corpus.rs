@@ -115,6 +115,104 @@ pub fn tiff(width: u32, height: u32, seed: u32) -> Vec<u8> {
     )
 }
 
+/// An APNG of `frames` RGBA frames, each shown `delay_ms`, played `plays` times (0 = forever);
+/// the first frame is half transparent.
+pub fn apng(width: u32, height: u32, frames: u32, delay_ms: u16, plays: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_animated(frames, plays).expect("acTL");
+        encoder.set_frame_delay(delay_ms, 1000).expect("fcTL");
+        let mut writer = encoder.write_header().expect("PNG header");
+        for frame in 0..frames {
+            let alpha = if frame == 0 { 128 } else { 255 };
+            let data: Vec<u8> = picture(width, height, frame)
+                .pixels()
+                .flat_map(|p| [p.0[0], p.0[1], p.0[2], alpha])
+                .collect();
+            writer.write_image_data(&data).expect("APNG frame");
+        }
+        writer.finish().expect("APNG end");
+    }
+    out
+}
+
+/// A 1×1 Adam7-interlaced PNG (a single pixel is laid out the same in both encodings, so
+/// only the IHDR flag and its CRC differ from a plain one).
+pub fn png_interlaced_pixel() -> Vec<u8> {
+    let mut bytes = png_rgb8(1, 1, 0);
+    // Signature (8), IHDR length and type (8), then width, height, depth, colour,
+    // compression, filter and interlace: the flag is byte 28, the CRC follows the 13 bytes.
+    bytes[28] = 1;
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// An animated lossless WebP: `frames` frames of `width`×`height`, each `duration_ms`,
+/// looping `loops` times (0 = forever), built around the bitstream of [`webp`].
+pub fn webp_animated(
+    width: u32,
+    height: u32,
+    frames: u32,
+    duration_ms: u32,
+    loops: u16,
+) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| -> Vec<u8> {
+        let mut out = kind.to_vec();
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    };
+    let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+    let mut body = b"WEBP".to_vec();
+    let mut vp8x = vec![0x02 | 0x10, 0, 0, 0]; // animation, alpha
+    vp8x.extend(u24(width - 1));
+    vp8x.extend(u24(height - 1));
+    body.extend(chunk(b"VP8X", &vp8x));
+    let mut anim = vec![0, 0, 0, 0];
+    anim.extend_from_slice(&loops.to_le_bytes());
+    body.extend(chunk(b"ANIM", &anim));
+    for frame in 0..frames {
+        let still = webp(width, height, frame);
+        // The still file's only chunk after "RIFF", size, "WEBP" is its VP8L bitstream.
+        let bitstream = &still[12..];
+        let mut anmf = Vec::new();
+        anmf.extend(u24(0));
+        anmf.extend(u24(0));
+        anmf.extend(u24(width - 1));
+        anmf.extend(u24(height - 1));
+        anmf.extend(u24(duration_ms));
+        anmf.push(0);
+        anmf.extend_from_slice(bitstream);
+        body.extend(chunk(b"ANMF", &anmf));
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A TIFF of `pages` 8-bit RGB pages.
+pub fn tiff_pages(width: u32, height: u32, pages: u32) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    {
+        let mut encoder = tiff::encoder::TiffEncoder::new(&mut out).expect("TIFF header");
+        for page in 0..pages {
+            let data = picture(width, height, page).into_raw();
+            encoder
+                .write_image::<tiff::encoder::colortype::RGB8>(width, height, &data)
+                .expect("TIFF page");
+        }
+    }
+    out.into_inner()
+}
+
 /// 24-bit BMP.
 pub fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
     encode(

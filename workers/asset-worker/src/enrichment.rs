@@ -17,7 +17,9 @@
 //! }
 //! ```
 //!
-//! plus `animation` (GIF), `exr` (parts, channels, layers), `svg` (viewBox), `exif`,
+//! plus `display_width`/`display_height` (after the EXIF orientation), `transparent`,
+//! `progressive` (JPEG), `interlaced` (PNG, GIF), `animation` (GIF, APNG, animated WebP),
+//! `pages` (TIFF), `exr` (parts, channels, layers), `svg` (viewBox), `exif`,
 //! `icc_profile_bytes` when present. A failure stores `status: "error"` and
 //! `error: {kind, message}` in place of the facts (the facts of a previous file would describe
 //! the wrong file).

@@ -8,7 +8,7 @@ use super::ProbeError;
 
 /// What the block stream of a GIF says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct GifAnimation {
+pub struct Animation {
     /// Image descriptors in the stream (1 for a still image).
     pub frames: u32,
     /// NETSCAPE2.0 loop count: 0 loops forever; absent when the file does not say.
@@ -20,14 +20,14 @@ pub struct GifAnimation {
 
 /// Walks the blocks of a GIF. Fails with `Truncated` when the data ends before the trailer and
 /// `Corrupt` on an unknown block.
-pub fn walk(bytes: &[u8]) -> Result<GifAnimation, ProbeError> {
+pub fn walk(bytes: &[u8]) -> Result<Animation, ProbeError> {
     let mut cursor = Cursor { bytes, at: 0 };
     cursor.take(6)?; // GIF87a / GIF89a
     let screen = cursor.take(7)?;
     if screen[4] & 0x80 != 0 {
         cursor.take(3 << ((screen[4] & 0x07) + 1))?;
     }
-    let mut animation = GifAnimation {
+    let mut animation = Animation {
         frames: 0,
         loop_count: None,
         duration_ms: 0,

@@ -20,6 +20,7 @@ pub mod gif;
 pub mod hash;
 pub mod openexr;
 pub mod placeholder;
+pub mod structure;
 pub mod svg;
 
 use std::io::Cursor;
@@ -94,9 +95,28 @@ pub struct ImageFacts {
     /// Whether the picture has an alpha channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_alpha: Option<bool>,
-    /// Frames, loop count and duration (GIF only).
+    /// Size as shown, after the EXIF orientation (5–8 swap width and height).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub animation: Option<gif::GifAnimation>,
+    pub display_width: Option<u32>,
+    /// Height as shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_height: Option<u32>,
+    /// Whether some pixel is not fully opaque (an alpha channel actually used); decoded
+    /// rasters only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transparent: Option<bool>,
+    /// Progressive encoding (JPEG).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progressive: Option<bool>,
+    /// Interlaced encoding (PNG Adam7, GIF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interlaced: Option<bool>,
+    /// Frames, loop count and duration: GIF, APNG and animated WebP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub animation: Option<gif::Animation>,
+    /// Pages of a TIFF (the first is the one probed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<u32>,
     /// Parts, channels and layers (OpenEXR only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exr: Option<openexr::ExrLayout>,
@@ -151,7 +171,13 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
         color_type: None,
         bit_depth: None,
         has_alpha: None,
+        display_width: None,
+        display_height: None,
+        transparent: None,
+        progressive: None,
+        interlaced: None,
         animation: None,
+        pages: None,
         exr: None,
         svg: None,
         exif: None,
@@ -172,9 +198,24 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
         return Ok(facts);
     }
     match format {
-        Format::Jpeg => check_jpeg_end(bytes)?,
-        Format::Webp => check_riff_length(bytes)?,
-        Format::Gif => facts.animation = Some(gif::walk(bytes)?),
+        Format::Jpeg => {
+            check_jpeg_end(bytes)?;
+            facts.progressive = Some(structure::jpeg_progressive(bytes));
+        }
+        Format::Png => {
+            let png = structure::png(bytes);
+            facts.interlaced = Some(png.interlaced);
+            facts.animation = png.animation;
+        }
+        Format::Webp => {
+            check_riff_length(bytes)?;
+            facts.animation = structure::webp_animation(bytes);
+        }
+        Format::Gif => {
+            facts.animation = Some(gif::walk(bytes)?);
+            facts.interlaced = Some(structure::gif_interlaced(bytes));
+        }
+        Format::Tiff => facts.pages = structure::tiff_pages(bytes),
         Format::Exr => facts.exr = Some(openexr::layout(bytes)?),
         _ => {}
     }
@@ -243,11 +284,22 @@ fn raster(
         // A TIFF is itself an EXIF structure: its IFD0 holds make, model, orientation.
         facts.exif = exif::summarize(bytes.to_vec()).filter(|s| *s != Default::default());
     }
+    let turned = facts
+        .exif
+        .as_ref()
+        .and_then(|e| e.orientation)
+        .is_some_and(|o| (5..=8).contains(&o));
+    (facts.display_width, facts.display_height) = if turned {
+        (Some(height), Some(width))
+    } else {
+        (Some(width), Some(height))
+    };
     check_deadline(limits)?;
 
     let started = Instant::now();
     let picture = image::DynamicImage::from_decoder(decoder).map_err(|e| classify(format, e))?;
     facts.decode_time = started.elapsed();
+    facts.transparent = Some(uses_alpha(&picture));
     check_deadline(limits)?;
 
     // One pass over the pixels: every statistic comes from this grid. Its cells cover equal
@@ -353,6 +405,19 @@ fn describe(color: ExtendedColorType) -> (&'static str, u8) {
             let bits = (other.bits_per_pixel() / u16::from(channels)).min(255) as u8;
             ("other", bits)
         }
+    }
+}
+
+/// Whether some pixel of `picture` is not fully opaque (stops at the first one).
+fn uses_alpha(picture: &image::DynamicImage) -> bool {
+    use image::DynamicImage as D;
+    match picture {
+        D::ImageLumaA8(i) => i.pixels().any(|p| p.0[1] < u8::MAX),
+        D::ImageRgba8(i) => i.pixels().any(|p| p.0[3] < u8::MAX),
+        D::ImageLumaA16(i) => i.pixels().any(|p| p.0[1] < u16::MAX),
+        D::ImageRgba16(i) => i.pixels().any(|p| p.0[3] < u16::MAX),
+        D::ImageRgba32F(i) => i.pixels().any(|p| p.0[3] < 1.0),
+        _ => false,
     }
 }
 

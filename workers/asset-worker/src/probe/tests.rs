@@ -224,3 +224,82 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn apng_frames_loops_and_transparency() {
+    let facts = ok(&corpus::apng(16, 12, 3, 120, 2));
+    assert_eq!(facts.format, Format::Png);
+    let animation = facts.animation.expect("APNG animation");
+    assert_eq!(
+        (
+            animation.frames,
+            animation.loop_count,
+            animation.duration_ms
+        ),
+        (3, Some(2), 360)
+    );
+    assert_eq!(
+        facts.transparent,
+        Some(true),
+        "the first frame is half transparent"
+    );
+    assert_eq!(facts.interlaced, Some(false));
+    // A plain PNG is no animation; an opaque alpha channel is no transparency.
+    let facts = ok(&corpus::png_rgb8(8, 8, 1));
+    assert_eq!((facts.animation, facts.transparent), (None, Some(false)));
+}
+
+#[test]
+fn interlaced_png_and_baseline_jpeg() {
+    let facts = ok(&corpus::png_interlaced_pixel());
+    assert_eq!(facts.interlaced, Some(true));
+    assert_eq!((facts.width, facts.height), (Some(1), Some(1)));
+    let facts = ok(&corpus::jpeg(32, 16, 1, 90));
+    assert_eq!(facts.progressive, Some(false));
+    assert_eq!(facts.interlaced, None);
+}
+
+#[test]
+fn animated_webp_frames_loops_and_duration() {
+    let facts = ok(&corpus::webp_animated(10, 8, 4, 50, 3));
+    assert_eq!(facts.format, Format::Webp);
+    let animation = facts.animation.expect("WebP animation");
+    assert_eq!(
+        (
+            animation.frames,
+            animation.loop_count,
+            animation.duration_ms
+        ),
+        (4, Some(3), 200)
+    );
+    assert_eq!((facts.width, facts.height), (Some(10), Some(8)));
+    assert!(facts.phash.is_some(), "the first frame is enriched");
+    // A still WebP has none.
+    assert_eq!(ok(&corpus::webp(10, 8, 1)).animation, None);
+}
+
+#[test]
+fn multipage_tiff_counts_pages_and_enriches_the_first() {
+    let facts = ok(&corpus::tiff_pages(24, 16, 3));
+    assert_eq!(facts.pages, Some(3));
+    assert_eq!((facts.width, facts.height), (Some(24), Some(16)));
+    assert!(facts.thumbhash.is_some());
+    assert_eq!(ok(&corpus::tiff(24, 16, 1)).pages, Some(1));
+}
+
+#[test]
+fn display_size_follows_the_exif_orientation() {
+    // Orientation 6: stored 80×60, shown 60×80.
+    let bytes = corpus::jpeg_with_exif(80, 60, 4, &corpus::ExifFields::default());
+    let facts = ok(&bytes);
+    assert_eq!((facts.width, facts.height), (Some(80), Some(60)));
+    assert_eq!(
+        (facts.display_width, facts.display_height),
+        (Some(60), Some(80))
+    );
+    let facts = ok(&corpus::jpeg(80, 60, 4, 90));
+    assert_eq!(
+        (facts.display_width, facts.display_height),
+        (Some(80), Some(60))
+    );
+}
