@@ -37,10 +37,19 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Apply the database migrations and exit.
     Migrate,
+    /// Request an incremental snapshot of captured tables (a row per table in `cdc_signals`
+    /// for the reader of `--slot`), then exit. The running reader copies them in primary-key
+    /// chunks while it goes on streaming; progress is in `cdc_signals` and in
+    /// `cdc_incremental_snapshot_rows_total`.
+    Snapshot {
+        /// Tables to snapshot, `schema.table` (they must be in `--tables` / `CDC_TABLES`).
+        #[arg(required = true, value_name = "SCHEMA.TABLE")]
+        tables: Vec<TableName>,
+    },
 }
 
 /// When to copy the rows that existed before the slot.
@@ -163,6 +172,17 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub snapshot_chunk_rows: u32,
+
+    /// Rows per chunk of an incremental snapshot (`cdc-reader snapshot`, or a table new to
+    /// `--tables` on an existing slot): read between two watermarks while streaming goes on;
+    /// bounds the memory a chunk takes.
+    #[arg(
+        long = "incremental-chunk-rows",
+        env = "CDC_INCREMENTAL_CHUNK_ROWS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub incremental_chunk_rows: u32,
 
     /// Publish a tombstone (key, null value) after each delete, so compacted topics drop the key.
     #[arg(long = "tombstones", env = "CDC_TOMBSTONES", default_value_t = true, action = ArgAction::Set)]
@@ -319,9 +339,12 @@ impl Config {
 
     /// The value of wal2json's `add-tables` option.
     pub fn add_tables(&self) -> String {
+        let (schema, table) = crate::incremental::SIGNAL_TABLE;
         self.tables
             .iter()
             .map(ToString::to_string)
+            // Its inserts are snapshot requests.
+            .chain([format!("{schema}.{table}")])
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -342,7 +365,10 @@ mod tests {
         let cli = parse(&[]).unwrap();
         let c = cli.config;
         assert_eq!(c.slot, "cdc_reader");
-        assert_eq!(c.add_tables(), "public.saju_profiles,public.image_assets");
+        assert_eq!(
+            c.add_tables(),
+            "public.saju_profiles,public.image_assets,public.cdc_signals"
+        );
         assert_eq!(c.snapshot, SnapshotMode::Initial);
         assert!(c.tombstones);
         assert_eq!(c.status_interval, Duration::from_secs(10));

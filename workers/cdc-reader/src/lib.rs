@@ -25,6 +25,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod error;
 pub mod heartbeat;
+pub mod incremental;
 pub mod leader;
 pub mod metrics;
 pub mod protocol;
@@ -386,6 +387,7 @@ impl Reader {
                 .await
                 .map_err(Error::wire("connecting"))?;
         let snapshot = self.config.snapshot == SnapshotMode::Initial;
+        let mut created = true;
         match slot::inspect(&self.pool, slot).await? {
             Some(info) if info.is_invalidated() => {
                 self.metrics.slot_invalidated.set(1);
@@ -409,6 +411,8 @@ impl Reader {
                     slot::drop_slot(&self.pool, slot).await?;
                     self.create_slot(&mut conn, snapshot, leadership.pid)
                         .await?;
+                } else {
+                    created = false;
                 }
             }
             None => {
@@ -416,6 +420,16 @@ impl Reader {
                     .await?
             }
         }
+        // Tables new to an existing slot get their existing rows by an incremental snapshot.
+        incremental::register_tables(&self.pool, slot, &self.config.tables, created, snapshot)
+            .await?;
+        let mut incremental = incremental::Incremental::load(
+            self.pool.clone(),
+            slot,
+            self.config.incremental_chunk_rows,
+            &self.routes,
+        )
+        .await?;
         // This session confirms nothing beyond the slot's own position until its messages are
         // acknowledged (what an earlier session had acknowledged may be what the broker lost).
         if let Some(position) = slot::inspect(&self.pool, slot)
@@ -447,6 +461,7 @@ impl Reader {
             &self.health,
             &self.shutdown,
             lost,
+            Some(&mut incremental),
         )
         .await;
         match streamed {

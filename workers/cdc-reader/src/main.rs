@@ -44,6 +44,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Some(Command::Snapshot { tables }) => {
+            let unknown: Vec<String> = tables
+                .iter()
+                .filter(|t| !cli.config.tables.contains(t))
+                .map(ToString::to_string)
+                .collect();
+            anyhow::ensure!(
+                unknown.is_empty(),
+                "not captured (add them to --tables / CDC_TABLES first): {}",
+                unknown.join(", ")
+            );
+            let pool = shared::db::connect(&cli.config.postgres, "cdc-reader").await?;
+            let ids = cdc_reader::incremental::request(&pool, &cli.config.slot, &tables).await?;
+            tracing::info!(slot = %cli.config.slot, ?ids, "incremental snapshots requested (see cdc_signals)");
+            println!(
+                "requested: {}",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(())
+        }
         None => cdc_reader::run(cli.config, shutdown)
             .await
             .context("cdc-reader"),

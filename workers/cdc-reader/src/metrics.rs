@@ -62,6 +62,11 @@ pub const TRANSACTION_COMMIT_SECONDS: &str = "cdc_kafka_transaction_commit_secon
 /// Events sent to the transaction topic (`--transaction-metadata`), by status.
 pub const TRANSACTION_EVENTS_TOTAL: &str = "cdc_transaction_events_total";
 
+/// Rows published by incremental snapshots.
+pub const INCREMENTAL_ROWS_TOTAL: &str = "cdc_incremental_snapshot_rows_total";
+/// Incremental snapshot requests waiting or under way.
+pub const INCREMENTAL_PENDING: &str = "cdc_incremental_snapshots_pending";
+
 /// Label: `schema.table`.
 pub const LABEL_TABLE: &str = "table";
 /// Label: op code (c/u/d/r/t).
@@ -80,6 +85,10 @@ pub struct Metrics {
     pub transactions: IntCounter,
     /// [`TRANSACTION_EVENTS_TOTAL`]
     pub transaction_events: IntCounterVec,
+    /// [`INCREMENTAL_ROWS_TOTAL`]
+    pub incremental_rows: IntCounter,
+    /// [`INCREMENTAL_PENDING`]
+    pub incremental_pending: IntGauge,
     /// [`PRODUCE_LATENCY_SECONDS`]
     pub produce_latency: Histogram,
     /// [`REPLICATION_LAG_BYTES`]
@@ -142,6 +151,14 @@ impl Metrics {
             transactions: IntCounter::new(
                 TRANSACTIONS_TOTAL,
                 "Transactions received from the slot.",
+            )?,
+            incremental_rows: IntCounter::new(
+                INCREMENTAL_ROWS_TOTAL,
+                "Rows published as op=r by incremental snapshots (cdc_signals).",
+            )?,
+            incremental_pending: IntGauge::new(
+                INCREMENTAL_PENDING,
+                "Incremental snapshot requests (cdc_signals rows) waiting or under way.",
             )?,
             transaction_events: IntCounterVec::new(
                 Opts::new(
@@ -248,6 +265,8 @@ impl Metrics {
         registry.register(Box::new(m.wal_bytes.clone()))?;
         registry.register(Box::new(m.transactions.clone()))?;
         registry.register(Box::new(m.transaction_events.clone()))?;
+        registry.register(Box::new(m.incremental_rows.clone()))?;
+        registry.register(Box::new(m.incremental_pending.clone()))?;
         for status in ["BEGIN", "END"] {
             m.transaction_events.with_label_values(&[status]);
         }

@@ -22,6 +22,7 @@ use crate::envelope::{
     DataCollection, RawSource, Row, SourceInfo, TxEvent, TxStatus,
 };
 use crate::error::Error;
+use crate::incremental::{Incremental, WATERMARK_PREFIX};
 use crate::metrics::{lsn_gauge, Metrics};
 use crate::protocol::{status_update, ServerMessage};
 use crate::raw_row::RawRow;
@@ -139,6 +140,8 @@ struct Session<'a> {
     /// PostgreSQL engine on PostgreSQL 15 does) while it acknowledges messages: positions are
     /// then confirmed without the check, as acknowledged.
     unverifiable: bool,
+    /// Incremental snapshots (when the signal table exists).
+    incremental: Option<&'a mut Incremental>,
 }
 
 /// A log-end check in flight (see [`Session::verified`]).
@@ -159,6 +162,7 @@ pub async fn stream(
     health: &Health,
     shutdown: &Shutdown,
     lost: &CancellationToken,
+    incremental: Option<&mut Incremental>,
 ) -> Result<SessionEnd, Error> {
     conn.start_replication(&params.slot, 0, &params.plugin_options)
         .await
@@ -186,6 +190,7 @@ pub async fn stream(
         committing: None,
         verify_failures: 0,
         unverifiable: false,
+        incremental,
     };
     session.run(shutdown, lost).await
 }
@@ -233,6 +238,12 @@ impl Session<'_> {
             }
             if self.reply_requested {
                 self.send_status().await?;
+            }
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.drive(self.routes, self.verified).await?;
+                self.metrics
+                    .incremental_pending
+                    .set(incremental.pending() as i64);
             }
             if let Some(fault) = tracker.fault() {
                 return Err(fault);
@@ -435,13 +446,17 @@ impl Session<'_> {
                     self.transaction_event(&mut tx, TxStatus::End).await?;
                 }
                 self.publisher.tracker().commit(tx.seq, tx.sent, end);
+                if let Some(incremental) = self.incremental.as_deref_mut() {
+                    incremental.committed(end);
+                }
                 self.metrics.transactions.inc();
                 let lag = (Utc::now() - tx.ts).num_milliseconds().max(0) as f64 / 1000.0;
                 self.metrics.lag_seconds.set(lag);
                 Ok(())
             }
             "I" | "U" | "D" | "T" => self.row(wal_start, &message).await,
-            _ => Ok(()), // "M": logical messages are not table changes.
+            "M" => self.message(wal_start, &message).await,
+            _ => Ok(()),
         }
     }
 
@@ -458,6 +473,12 @@ impl Session<'_> {
         else {
             return Err(decode_error("change without schema or table".into()));
         };
+        if Incremental::is_signal(schema, table) {
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.signalled();
+            }
+            return Ok(());
+        }
         let Some(route) = self.routes.get(schema, table) else {
             tracing::warn!(
                 schema,
@@ -526,6 +547,9 @@ impl Session<'_> {
         let send_error = crate::delivery::send_failed;
 
         if op == Op::Truncate {
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.observe_truncate(route.index);
+            }
             self.announce().await?;
             let tx = self.open.as_mut().expect("checked above");
             // Sent to every partition, so each consumer sees it in order with the row events
@@ -584,6 +608,12 @@ impl Session<'_> {
         ) else {
             return Err(decode_error("schema or table is not UTF-8"));
         };
+        if Incremental::is_signal(schema, table) {
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.signalled();
+            }
+            return Ok(());
+        }
         let Some(route) = self.routes.get(schema, table) else {
             tracing::warn!(
                 schema,
@@ -650,6 +680,9 @@ impl Session<'_> {
     async fn publish(&mut self, route: &Route, op: Op, key: Option<&[u8]>) -> Result<(), Error> {
         let send_error = crate::delivery::send_failed;
         self.announce().await?;
+        if let (Some(incremental), Some(key)) = (self.incremental.as_deref_mut(), key) {
+            incremental.observe(route.index, key);
+        }
         let Some(tx) = self.open.as_mut() else {
             return Err(Error::Decode {
                 lsn: "?".into(),
@@ -674,6 +707,75 @@ impl Session<'_> {
             tx.sent += 1;
             route.bytes.inc_by(key.len() as u64);
         }
+        Ok(())
+    }
+
+    /// A logical message: a watermark of an incremental snapshot releases its chunk's rows,
+    /// published as `op = r` inside the watermark's transaction (so the slot is confirmed
+    /// past it only once the broker has them). Other messages are not table changes.
+    async fn message(&mut self, wal_start: u64, message: &Message<'_>) -> Result<(), Error> {
+        if message.prefix.as_deref() != Some(WATERMARK_PREFIX) {
+            return Ok(());
+        }
+        let Some(incremental) = self.incremental.as_deref_mut() else {
+            return Ok(());
+        };
+        let Some(released) = incremental
+            .watermark(message.content.as_deref().unwrap_or_default())
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(route) = self.routes.iter().nth(released.route) else {
+            return Ok(());
+        };
+        let decode_error = |reason: String| Error::Decode {
+            lsn: format_lsn(wal_start),
+            reason,
+        };
+        let Some(tx) = self.open.as_mut() else {
+            return Err(decode_error("watermark outside a transaction".into()));
+        };
+        let ts = tx.ts;
+        let source = SourceInfo {
+            lsn: wal_start,
+            commit_lsn: tx.commit_lsn,
+            xid: None,
+            ts: &ts,
+            schema: &route.table.schema,
+            table: &route.table.table,
+            snapshot: true,
+        };
+        for (key, row) in &released.rows {
+            let after: &serde_json::value::RawValue = serde_json::from_str(row)
+                .map_err(|e| decode_error(format!("snapshot row of {}: {e}", route.table)))?;
+            encode_value(
+                &mut self.value,
+                Op::Read,
+                None::<&serde_json::value::RawValue>,
+                Some(after),
+                &source,
+            );
+            self.publisher
+                .wait_for_room(self.params.max_in_flight)
+                .await?;
+            self.publisher
+                .send(
+                    &route.topic,
+                    None,
+                    Some(key.as_bytes()),
+                    Some(&self.value),
+                    tx.seq,
+                )
+                .await
+                .map_err(crate::delivery::send_failed)?;
+            tx.sent += 1;
+            route.bytes.inc_by((self.value.len() + key.len()) as u64);
+        }
+        route.events(Op::Read).inc_by(released.rows.len() as u64);
+        self.metrics
+            .incremental_rows
+            .inc_by(released.rows.len() as u64);
         Ok(())
     }
 

@@ -19,6 +19,14 @@ use crate::envelope::{encode_value, SourceInfo};
 use crate::error::Error;
 use crate::topics::Routes;
 
+/// The settings under which the server renders values as wal2json does (inside a transaction).
+pub const RENDER_SETTINGS: [&str; 4] = [
+    "SET LOCAL TimeZone = 'UTC'",
+    "SET LOCAL DateStyle = 'ISO, YMD'",
+    "SET LOCAL IntervalStyle = 'iso_8601'",
+    "SET LOCAL extra_float_digits = 3",
+];
+
 /// How often a long table copy logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -59,11 +67,10 @@ pub async fn run(
     for statement in [
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         import.as_str(),
-        "SET LOCAL TimeZone = 'UTC'",
-        "SET LOCAL DateStyle = 'ISO, YMD'",
-        "SET LOCAL IntervalStyle = 'iso_8601'",
-        "SET LOCAL extra_float_digits = 3",
-    ] {
+    ]
+    .into_iter()
+    .chain(RENDER_SETTINGS)
+    {
         execute(&mut conn, statement)
             .await
             .map_err(Error::db("importing the slot's snapshot"))?;
@@ -401,7 +408,7 @@ async fn missing_keys_query(conn: &mut PgConnection, table: &TableName) -> Resul
 }
 
 /// `SELECT <key json>, <row json> FROM table` rendering values like wal2json does.
-async fn row_query(conn: &mut PgConnection, table: &TableName) -> Result<String, Error> {
+pub async fn row_query(conn: &mut PgConnection, table: &TableName) -> Result<String, Error> {
     let columns: Vec<(String, bool, bool, bool)> = sqlx::query_as(
         "SELECT a.attname::text, \
                 a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, \

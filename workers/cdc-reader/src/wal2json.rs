@@ -79,6 +79,12 @@ pub struct Message<'a> {
     /// Primary-key column names.
     #[serde(default, borrow)]
     pub pk: Option<Vec<PkColumn<'a>>>,
+    /// `M`: the logical message's prefix.
+    #[serde(default, borrow)]
+    pub prefix: Option<Cow<'a, str>>,
+    /// `M`: its content (as text).
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
 }
 
 impl<'a> Message<'a> {

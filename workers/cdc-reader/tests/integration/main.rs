@@ -8,6 +8,7 @@ mod changes;
 mod crash;
 mod fencing;
 mod idle;
+mod incremental;
 mod invalidation;
 mod keys;
 mod large;
