@@ -13,6 +13,9 @@ use crate::support::*;
 
 const ROWS: i64 = 200_000;
 
+/// What a record says of a row: its op and `v` (None for a tombstone).
+type Seen = (Op, Option<i64>);
+
 /// Small transactions updating, deleting and inserting rows of `big` all over its key range,
 /// until stopped. Returns how many committed.
 fn churn(url: String) -> (CancellationToken, tokio::task::JoinHandle<u64>) {
@@ -155,7 +158,7 @@ async fn a_table_added_to_a_running_slot_is_snapshotted_while_it_changes_and_res
     let mut read =
         TopicReader::new(&s.env.kafka_brokers, &[format!("{}.public.big", s.prefix)]).await;
     read.read_to_end(Duration::from_secs(180)).await;
-    let mut newest: HashMap<i64, (i64, Option<(Op, Option<i64>)>)> = HashMap::new();
+    let mut newest: HashMap<i64, (i64, Option<Seen>)> = HashMap::new();
     let mut reads = 0u64;
     for r in &read.records {
         let key: serde_json::Value = serde_json::from_str(r.key.as_deref().unwrap()).unwrap();
