@@ -41,7 +41,7 @@ bench_cdc() {
     DATABASE_URL=$db_url "$reader" --log warn migrate
     local plugin_opts=(-o format-version=2 -o include-xids=1 -o include-timestamp=1 -o include-lsn=1
         -o include-transaction=1 -o include-pk=1 -o include-types=0 -o include-typmod=0
-        -o add-tables=public.saju_profiles,public.image_assets)
+        -o add-tables=public.saju_profiles,public.image_assets,public.cdc_signals)
 
     run_round() {
         # $1: label, $2: rows, $3: rows per transaction. Sets ROUND_* results.
