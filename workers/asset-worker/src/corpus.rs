@@ -333,6 +333,131 @@ pub fn jpeg_with_exif(width: u32, height: u32, seed: u32, fields: &ExifFields) -
     out
 }
 
+/// An XMP packet with Dublin Core title, description, keywords (one in Korean), creator and
+/// rights, as Lightroom or Bridge write them.
+pub const XMP_PACKET: &str = r#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Sunset over Seoul</rdf:li></rdf:Alt></dc:title>
+   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">Namsan tower at dusk</rdf:li></rdf:Alt></dc:description>
+   <dc:subject><rdf:Bag><rdf:li>sunset</rdf:li><rdf:li>seoul</rdf:li><rdf:li>노을</rdf:li></rdf:Bag></dc:subject>
+   <dc:creator><rdf:Seq><rdf:li>Kim Minji</rdf:li></rdf:Seq></dc:creator>
+   <dc:rights><rdf:Alt><rdf:li xml:lang="x-default">CC BY 4.0</rdf:li></rdf:Alt></dc:rights>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>"#;
+
+/// IPTC IIM datasets: UTF-8 declared, title, two keywords, by-line, copyright, caption.
+pub fn iptc_iim() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut dataset = |record: u8, number: u8, data: &[u8]| {
+        out.extend_from_slice(&[0x1C, record, number]);
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    };
+    dataset(1, 90, b"\x1b%G");
+    dataset(2, 0, &[0, 4]);
+    dataset(2, 5, b"Hero shot");
+    dataset(2, 25, b"sunset");
+    dataset(2, 25, b"tower");
+    dataset(2, 80, b"Kim Minji");
+    dataset(2, 116, "© Studio".as_bytes());
+    dataset(2, 120, b"Seen from the river");
+    out
+}
+
+/// A Photoshop image resource block (JPEG APP13 payload) holding `iim` as resource 0x0404,
+/// after an unrelated resource.
+pub fn photoshop_irb(iim: &[u8]) -> Vec<u8> {
+    let mut out = b"Photoshop 3.0\0".to_vec();
+    let mut resource = |id: u16, data: &[u8]| {
+        out.extend_from_slice(b"8BIM");
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&[0, 0]); // empty name, padded
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+    };
+    resource(0x03ED, &[0; 15]);
+    resource(0x0404, iim);
+    out
+}
+
+/// A minimal ICC v2.1 profile of colour space `space` (`RGB `, `CMYK`…) with a `desc` tag.
+pub fn icc_profile(space: &str, description: &str) -> Vec<u8> {
+    let mut desc = b"desc\0\0\0\0".to_vec();
+    desc.extend_from_slice(&(description.len() as u32 + 1).to_be_bytes());
+    desc.extend_from_slice(description.as_bytes());
+    desc.push(0);
+    desc.extend_from_slice(&[0; 12]); // empty Unicode and ScriptCode parts
+    let mut header = vec![0u8; 128];
+    let size = 128 + 4 + 12 + desc.len();
+    header[..4].copy_from_slice(&(size as u32).to_be_bytes());
+    header[8] = 2;
+    header[9] = 0x10;
+    header[12..16].copy_from_slice(b"mntr");
+    let space = format!("{space:<4}");
+    header[16..20].copy_from_slice(&space.as_bytes()[..4]);
+    header[20..24].copy_from_slice(b"XYZ ");
+    header[36..40].copy_from_slice(b"acsp");
+    let mut out = header;
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(b"desc");
+    out.extend_from_slice(&(128u32 + 4 + 12).to_be_bytes());
+    out.extend_from_slice(&(desc.len() as u32).to_be_bytes());
+    out.extend_from_slice(&desc);
+    out
+}
+
+/// A progressive-free JPEG carrying XMP (APP1), IPTC (APP13) and an ICC profile (APP2) of
+/// colour space `icc_space`.
+pub fn jpeg_with_metadata(width: u32, height: u32, icc_space: &str) -> Vec<u8> {
+    let plain = jpeg(width, height, 3, 85);
+    let segment = |marker: u8, header: &[u8], data: &[u8]| -> Vec<u8> {
+        let mut out = vec![0xFF, marker];
+        out.extend_from_slice(&((2 + header.len() + data.len()) as u16).to_be_bytes());
+        out.extend_from_slice(header);
+        out.extend_from_slice(data);
+        out
+    };
+    let mut out = plain[..2].to_vec();
+    out.extend(segment(
+        0xE1,
+        b"http://ns.adobe.com/xap/1.0/\0",
+        XMP_PACKET.as_bytes(),
+    ));
+    out.extend(segment(0xED, b"", &photoshop_irb(&iptc_iim())));
+    out.extend(segment(
+        0xE2,
+        b"ICC_PROFILE\0\x01\x01",
+        &icc_profile(icc_space, "Test profile"),
+    ));
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+/// A PNG carrying [`XMP_PACKET`] in an `iTXt` chunk.
+pub fn png_with_xmp(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .add_itxt_chunk("XML:com.adobe.xmp".into(), XMP_PACKET.into())
+            .expect("iTXt");
+        let mut writer = encoder.write_header().expect("PNG header");
+        writer
+            .write_image_data(&picture(width, height, 5).into_raw())
+            .expect("PNG data");
+    }
+    out
+}
+
 /// One IFD entry's type and value bytes (little-endian).
 enum Entry {
     Ascii(String),

@@ -14,6 +14,7 @@
 //! [`placeholder`] (ThumbHash), all from one pass over the pixels.
 
 pub mod color;
+pub mod descriptive;
 pub mod exif;
 pub mod format;
 pub mod gif;
@@ -129,6 +130,18 @@ pub struct ImageFacts {
     /// Size in bytes of the embedded ICC profile; absent when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icc_profile_bytes: Option<usize>,
+    /// The ICC profile's description, colour space and version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icc: Option<descriptive::Icc>,
+    /// CMYK: stored samples or ICC colour space (print files, which browsers show poorly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmyk: Option<bool>,
+    /// XMP: Dublin Core fields and the packet itself when small.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xmp: Option<descriptive::Xmp>,
+    /// IPTC IIM core fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iptc: Option<descriptive::Iptc>,
     /// Size of the file.
     pub file_size: u64,
     /// SHA-256 of the file, lowercase hex.
@@ -182,6 +195,10 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
         svg: None,
         exif: None,
         icc_profile_bytes: None,
+        icc: None,
+        cmyk: None,
+        xmp: None,
+        iptc: None,
         file_size: bytes.len() as u64,
         sha256: hash::sha256_hex(bytes),
         phash: None,
@@ -277,7 +294,26 @@ fn raster(
     facts.color_type = Some(color_type.to_owned());
     facts.bit_depth = Some(bit_depth);
     facts.has_alpha = Some(has_alpha(original));
-    facts.icc_profile_bytes = decoder.icc_profile().ok().flatten().map(|icc| icc.len());
+    let icc = decoder.icc_profile().ok().flatten();
+    facts.icc_profile_bytes = icc.as_ref().map(Vec::len);
+    facts.icc = icc.as_deref().and_then(descriptive::icc);
+    facts.cmyk = Some(
+        color_type == "cmyk"
+            || facts
+                .icc
+                .as_ref()
+                .is_some_and(|p| p.color_space.as_deref() == Some("CMYK")),
+    );
+    facts.xmp = decoder
+        .xmp_metadata()
+        .ok()
+        .flatten()
+        .and_then(|raw| descriptive::xmp(&raw));
+    facts.iptc = decoder
+        .iptc_metadata()
+        .ok()
+        .flatten()
+        .and_then(|raw| descriptive::iptc(&raw));
     let raw_exif = decoder.exif_metadata().ok().flatten();
     facts.exif = raw_exif.and_then(exif::summarize);
     if facts.exif.is_none() && format == Format::Tiff {

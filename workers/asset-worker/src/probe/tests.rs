@@ -303,3 +303,32 @@ fn display_size_follows_the_exif_orientation() {
         (Some(80), Some(60))
     );
 }
+
+#[test]
+fn jpeg_xmp_iptc_and_icc() {
+    let facts = ok(&corpus::jpeg_with_metadata(40, 30, "CMYK"));
+    let xmp = facts.xmp.expect("XMP read");
+    assert_eq!(xmp.keywords, ["sunset", "seoul", "노을"]);
+    assert_eq!(xmp.title.as_deref(), Some("Sunset over Seoul"));
+    let iptc = facts.iptc.expect("IPTC read");
+    assert_eq!(iptc.keywords, ["sunset", "tower"]);
+    assert_eq!(iptc.title.as_deref(), Some("Hero shot"));
+    let icc = facts.icc.expect("ICC read");
+    assert_eq!(icc.description.as_deref(), Some("Test profile"));
+    assert_eq!(icc.color_space.as_deref(), Some("CMYK"));
+    assert_eq!(facts.cmyk, Some(true), "a CMYK profile is flagged");
+    let facts = ok(&corpus::jpeg_with_metadata(40, 30, "RGB"));
+    assert_eq!(facts.cmyk, Some(false));
+    assert_eq!(facts.icc.unwrap().color_space.as_deref(), Some("RGB"));
+    // None of it in a plain file.
+    let facts = ok(&corpus::jpeg(40, 30, 1, 90));
+    assert_eq!((facts.xmp, facts.iptc, facts.icc), (None, None, None));
+}
+
+#[test]
+fn png_xmp() {
+    let facts = ok(&corpus::png_with_xmp(12, 10));
+    let xmp = facts.xmp.expect("XMP read from iTXt");
+    assert_eq!(xmp.creator, ["Kim Minji"]);
+    assert_eq!(xmp.rights.as_deref(), Some("CC BY 4.0"));
+}
