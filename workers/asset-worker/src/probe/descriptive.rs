@@ -373,6 +373,6 @@ mod tests {
         assert_eq!(p.description.as_deref(), Some("US Web Coated (SWOP) v2"));
         assert_eq!(p.version.as_deref(), Some("2.1"));
         assert_eq!(icc(b"short"), None);
-        assert_eq!(icc(&vec![0u8; 200]), None);
+        assert_eq!(icc(&[0u8; 200]), None);
     }
 }
