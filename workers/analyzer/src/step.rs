@@ -178,7 +178,7 @@ impl Analyzer {
             .filter(|c| c.table == "saju_profiles" && c.op.as_deref() != Some("d"));
         let id = message.key.as_deref().and_then(|key| {
             let key: Value = serde_json::from_slice(key).ok()?;
-            Uuid::parse_str(key.get("id")?.as_str()?).ok()
+            Uuid::parse_str(shared::envelope::key_object(&key).get("id")?.as_str()?).ok()
         });
         match (change, id) {
             (Some(change), Some(id)) => {

@@ -187,7 +187,7 @@ fn decide_dead_letter(message: &Message, payload: &[u8]) -> Decision<Work> {
         .filter(|c| c.table == "image_assets" && c.op.as_deref() != Some("d"));
     let id = message.key.as_deref().and_then(|key| {
         let key: Value = serde_json::from_slice(key).ok()?;
-        Uuid::parse_str(key.get("id")?.as_str()?).ok()
+        Uuid::parse_str(shared::envelope::key_object(&key).get("id")?.as_str()?).ok()
     });
     match (change, id) {
         (Some(change), Some(id)) => {

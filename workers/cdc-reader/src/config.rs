@@ -52,6 +52,15 @@ pub enum Command {
     },
 }
 
+/// The format of the change events.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// This pipeline's envelope (`redpanda/schemas/cdc-envelope.schema.json`).
+    Native,
+    /// Debezium's PostgreSQL connector's events, JSON converter.
+    Debezium,
+}
+
 /// When to copy the rows that existed before the slot.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotMode {
@@ -187,6 +196,19 @@ pub struct Config {
     /// Publish a tombstone (key, null value) after each delete, so compacted topics drop the key.
     #[arg(long = "tombstones", env = "CDC_TOMBSTONES", default_value_t = true, action = ArgAction::Set)]
     pub tombstones: bool,
+
+    /// The change events' format: `native` (this pipeline's envelope,
+    /// `redpanda/schemas/cdc-envelope.schema.json`) or `debezium` (keys and values exactly as
+    /// Debezium's PostgreSQL connector writes them with Kafka Connect's JSON converter, for
+    /// consumers and sinks written for Debezium; truncates are skipped, as Debezium does).
+    #[arg(long = "envelope", env = "CDC_ENVELOPE", value_enum, default_value_t = Envelope::Native)]
+    pub envelope: Envelope,
+
+    /// With `--envelope debezium`: wrap keys and values in `{"schema": …, "payload": …}` as the
+    /// JSON converter does with `schemas.enable=true` (its default); `false` writes the payload
+    /// only.
+    #[arg(long = "debezium-schemas", env = "CDC_DEBEZIUM_SCHEMAS", default_value_t = true, action = ArgAction::Set)]
+    pub debezium_schemas: bool,
 
     /// Publish transaction boundaries on `<topic-prefix>.transaction` (one partition, in
     /// commit order): a BEGIN event before a transaction's first change record and an END

@@ -62,6 +62,9 @@ struct Chunk {
 /// `id, table_name, last_key, rows_sent` of a `cdc_signals` row.
 type RequestRow = (i64, String, Option<String>, i64);
 
+/// A released row's key as the stream publishes it: `(route, key, row)` → key bytes.
+pub type KeyOf<'a> = dyn Fn(usize, &str, &str) -> Option<Vec<u8>> + Sync + 'a;
+
 type ChunkTask = tokio::task::JoinHandle<Result<Vec<(Option<String>, String)>, Error>>;
 
 /// Progress to record once the position past its chunk is confirmed.
@@ -81,8 +84,8 @@ struct Progress {
 pub struct Released {
     /// Route of the table.
     pub route: usize,
-    /// `(key, row)` JSON texts, in key order.
-    pub rows: Vec<(String, String)>,
+    /// `(key as published, row JSON text)`, in key order.
+    pub rows: Vec<(Vec<u8>, String)>,
 }
 
 /// A watermark message of this reader.
@@ -307,8 +310,13 @@ impl Incremental {
     }
 
     /// A logical message with the watermark prefix: returns the rows a high watermark of the
-    /// current chunk releases.
-    pub async fn watermark(&mut self, content: &str) -> Result<Option<Released>, Error> {
+    /// current chunk releases. `key_of(route, key, row)` is a row's key as the stream publishes
+    /// it (what [`Incremental::observe`] saw).
+    pub async fn watermark(
+        &mut self,
+        content: &str,
+        key_of: &KeyOf<'_>,
+    ) -> Result<Option<Released>, Error> {
         let Ok(mark) = serde_json::from_str::<Mark>(content) else {
             return Ok(None);
         };
@@ -348,10 +356,11 @@ impl Incremental {
                 }
                 let window = chunk.window.unwrap_or_default();
                 let read = rows.len();
-                let released: Vec<(String, String)> = rows
+                let route = chunk.route;
+                let released: Vec<(Vec<u8>, String)> = rows
                     .into_iter()
-                    .filter_map(|(key, row)| Some((key?, row)))
-                    .filter(|(key, _)| !window.contains(key.as_bytes()))
+                    .filter_map(|(key, row)| Some((key_of(route, key.as_deref()?, &row)?, row)))
+                    .filter(|(key, _)| !window.contains(key))
                     .collect();
                 request.rows_sent += released.len() as i64;
                 tracing::debug!(

@@ -21,6 +21,7 @@
 pub mod capture;
 pub mod config;
 pub mod connection;
+pub mod debezium;
 pub mod delivery;
 pub mod envelope;
 pub mod error;
@@ -108,6 +109,8 @@ struct Reader {
     lock_options: PgConnectOptions,
     publisher: Arc<Publisher>,
     routes: Routes,
+    /// The Debezium encoder, with `--envelope debezium`.
+    debezium: Option<Arc<debezium::Debezium>>,
     /// Sessions started so far.
     sessions: std::sync::atomic::AtomicU32,
 }
@@ -176,6 +179,19 @@ impl Reader {
             )
             .map_err(Error::kafka("creating the producer"))?,
         );
+        let debezium = match config.envelope {
+            config::Envelope::Debezium => Some(Arc::new(
+                debezium::Debezium::load(
+                    &pool,
+                    &config.tables,
+                    &config.kafka.topic_prefix,
+                    params.database(),
+                    config.debezium_schemas,
+                )
+                .await?,
+            )),
+            config::Envelope::Native => None,
+        };
         for spec in &specs {
             let partitions = retry(&shutdown, "reading topic metadata", || async {
                 publisher
@@ -196,6 +212,7 @@ impl Reader {
             lock_options,
             publisher,
             routes,
+            debezium,
             sessions: std::sync::atomic::AtomicU32::new(0),
         })
     }
@@ -451,6 +468,7 @@ impl Reader {
             shutdown_timeout: self.config.shutdown_timeout,
             ack_stall_timeout: self.config.ack_stall_timeout,
             transaction_topic: self.config.transaction_topic(),
+            debezium: self.debezium.clone(),
         };
         let streamed = replication::stream(
             &mut conn,
@@ -518,6 +536,7 @@ impl Reader {
                 params,
                 &snapshot::TopicKeys::new(&self.config.kafka),
                 &self.shutdown,
+                self.debezium.as_deref(),
             )
             .await?;
             self.acknowledged().await?;

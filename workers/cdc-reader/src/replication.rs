@@ -38,6 +38,14 @@ pub const TRUNCATE_KEY: &[u8] = TRUNCATE_KEY_STR.as_bytes();
 /// [`TRUNCATE_KEY`] as text.
 pub const TRUNCATE_KEY_STR: &str = "{}";
 
+/// The raw value of column `name` in a wal2json row, if it has it.
+fn find_column<'r>(
+    row: Option<&[crate::wal2json::Column<'r>]>,
+    name: &str,
+) -> Option<&'r serde_json::value::RawValue> {
+    row?.iter().find(|c| c.name == name).map(|c| c.value)
+}
+
 /// Settings of a streaming session.
 #[derive(Debug, Clone)]
 pub struct StreamParams {
@@ -62,6 +70,8 @@ pub struct StreamParams {
     pub transaction_interval: Duration,
     /// Where transaction boundaries go (`--transaction-metadata`), if anywhere.
     pub transaction_topic: Option<String>,
+    /// The Debezium encoder (`--envelope debezium`).
+    pub debezium: Option<std::sync::Arc<crate::debezium::Debezium>>,
 }
 
 /// Why a session ended without error.
@@ -142,6 +152,9 @@ struct Session<'a> {
     unverifiable: bool,
     /// Incremental snapshots (when the signal table exists).
     incremental: Option<&'a mut Incremental>,
+    /// End of the commit record of the last transaction with captured changes this session
+    /// (Debezium's `sequence`).
+    last_commit: Option<u64>,
 }
 
 /// A log-end check in flight (see [`Session::verified`]).
@@ -191,6 +204,7 @@ pub async fn stream(
         verify_failures: 0,
         unverifiable: false,
         incremental,
+        last_commit: None,
     };
     session.run(shutdown, lost).await
 }
@@ -407,7 +421,7 @@ impl Session<'_> {
     }
 
     async fn change(&mut self, wal_start: u64, data: &[u8]) -> Result<(), Error> {
-        if self.raw.scan(data) {
+        if self.params.debezium.is_none() && self.raw.scan(data) {
             return self.raw_row(wal_start, data).await;
         }
         let decode_error = |reason: String| Error::Decode {
@@ -446,6 +460,10 @@ impl Session<'_> {
                     self.transaction_event(&mut tx, TxStatus::End).await?;
                 }
                 self.publisher.tracker().commit(tx.seq, tx.sent, end);
+                if tx.sent > 0 {
+                    // Debezium's `sequence` names the end of the last commit it received.
+                    self.last_commit = Some(end);
+                }
                 if let Some(incremental) = self.incremental.as_deref_mut() {
                     incremental.committed(end);
                 }
@@ -487,6 +505,11 @@ impl Session<'_> {
             );
             return Ok(());
         };
+        if let Some(debezium) = self.params.debezium.clone() {
+            return self
+                .row_debezium(wal_start, message, route, &debezium)
+                .await;
+        }
         let op = match message.action.as_ref() {
             "I" => Op::Create,
             "U" => Op::Update,
@@ -710,6 +733,102 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// A row change in Debezium's format. Truncates are skipped, as Debezium's connector
+    /// does by default.
+    async fn row_debezium(
+        &mut self,
+        wal_start: u64,
+        message: &Message<'_>,
+        route: &Route,
+        debezium: &crate::debezium::Debezium,
+    ) -> Result<(), Error> {
+        use crate::debezium::Origin;
+        let Some(table) = debezium.table(route.index) else {
+            return Ok(());
+        };
+        let op = match message.action.as_ref() {
+            "I" => Op::Create,
+            "U" => Op::Update,
+            "D" => Op::Delete,
+            _ => {
+                tracing::debug!(table = %route.table, "truncate skipped (--envelope debezium)");
+                return Ok(());
+            }
+        };
+        let Some(tx) = self.open.as_ref() else {
+            return Err(Error::Decode {
+                lsn: format_lsn(wal_start),
+                reason: "change outside a transaction".into(),
+            });
+        };
+        let ts = tx.ts;
+        let origin = Origin {
+            lsn: wal_start,
+            last_commit: self.last_commit,
+            xid: tx.xid,
+            ts: &ts,
+            snapshot: "false",
+        };
+        let columns = message.columns.as_deref();
+        let identity = message.identity.as_deref();
+        let after = |name: &str| find_column(columns, name);
+        let before = |name: &str| find_column(identity, name);
+        let now = Utc::now();
+        if op == Op::Update && identity.is_some() {
+            let has_new = debezium.write_key(&mut self.key, table, after);
+            let mut old = std::mem::take(&mut self.old_key);
+            if debezium.write_key(&mut old, table, before) && old != self.key {
+                // The key changed: a delete (and tombstone) of the old key, then a create.
+                debezium.write_value(
+                    &mut self.value,
+                    table,
+                    Op::Delete,
+                    Some(&before),
+                    None,
+                    &origin,
+                    now,
+                );
+                let sent = self.publish(route, Op::Delete, Some(&old)).await;
+                self.old_key = old;
+                sent?;
+                debezium.write_value(
+                    &mut self.value,
+                    table,
+                    Op::Create,
+                    None,
+                    Some(&after),
+                    &origin,
+                    now,
+                );
+                let key = std::mem::take(&mut self.key);
+                let sent = self
+                    .publish(route, Op::Create, has_new.then_some(&key[..]))
+                    .await;
+                self.key = key;
+                return sent;
+            }
+            self.old_key = old;
+        }
+        let has_key = if op == Op::Delete {
+            debezium.write_key(&mut self.key, table, before)
+        } else {
+            debezium.write_key(&mut self.key, table, after)
+        };
+        debezium.write_value(
+            &mut self.value,
+            table,
+            op,
+            Some(&before),
+            Some(&after),
+            &origin,
+            now,
+        );
+        let key = std::mem::take(&mut self.key);
+        let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
+        self.key = key;
+        sent
+    }
+
     /// A logical message: a watermark of an incremental snapshot releases its chunk's rows,
     /// published as `op = r` inside the watermark's transaction (so the slot is confirmed
     /// past it only once the broker has them). Other messages are not table changes.
@@ -720,8 +839,21 @@ impl Session<'_> {
         let Some(incremental) = self.incremental.as_deref_mut() else {
             return Ok(());
         };
+        let debezium = self.params.debezium.clone();
+        let key_of = |route: usize, key: &str, row: &str| -> Option<Vec<u8>> {
+            let Some(debezium) = debezium.as_deref() else {
+                return Some(key.as_bytes().to_vec());
+            };
+            let table = debezium.table(route)?;
+            let raw: &serde_json::value::RawValue = serde_json::from_str(row).ok()?;
+            let object = crate::debezium::object_row(raw)?;
+            let mut out = Vec::new();
+            debezium
+                .write_key(&mut out, table, |name: &str| object.get(name).copied())
+                .then_some(out)
+        };
         let Some(released) = incremental
-            .watermark(message.content.as_deref().unwrap_or_default())
+            .watermark(message.content.as_deref().unwrap_or_default(), &key_of)
             .await?
         else {
             return Ok(());
@@ -746,27 +878,46 @@ impl Session<'_> {
             table: &route.table.table,
             snapshot: true,
         };
+        let now = Utc::now();
         for (key, row) in &released.rows {
             let after: &serde_json::value::RawValue = serde_json::from_str(row)
                 .map_err(|e| decode_error(format!("snapshot row of {}: {e}", route.table)))?;
-            encode_value(
-                &mut self.value,
-                Op::Read,
-                None::<&serde_json::value::RawValue>,
-                Some(after),
-                &source,
-            );
+            match debezium
+                .as_deref()
+                .and_then(|d| Some((d, d.table(released.route)?)))
+            {
+                Some((debezium, table)) => {
+                    let object = crate::debezium::object_row(after).unwrap_or_default();
+                    let origin = crate::debezium::Origin {
+                        lsn: wal_start,
+                        last_commit: self.last_commit,
+                        xid: None,
+                        ts: &ts,
+                        snapshot: "incremental",
+                    };
+                    debezium.write_value(
+                        &mut self.value,
+                        table,
+                        Op::Read,
+                        None,
+                        Some(&|name: &str| object.get(name).copied()),
+                        &origin,
+                        now,
+                    );
+                }
+                None => encode_value(
+                    &mut self.value,
+                    Op::Read,
+                    None::<&serde_json::value::RawValue>,
+                    Some(after),
+                    &source,
+                ),
+            }
             self.publisher
                 .wait_for_room(self.params.max_in_flight)
                 .await?;
             self.publisher
-                .send(
-                    &route.topic,
-                    None,
-                    Some(key.as_bytes()),
-                    Some(&self.value),
-                    tx.seq,
-                )
+                .send(&route.topic, None, Some(key), Some(&self.value), tx.seq)
                 .await
                 .map_err(crate::delivery::send_failed)?;
             tx.sent += 1;

@@ -51,6 +51,7 @@ pub struct SnapshotParams {
 /// the topic holds that has no row at the consistent point gets a delete (and a tombstone),
 /// stamped at the consistent point: a row an earlier attempt published and that was deleted
 /// before this one never leaves a stale record behind. `topic_keys` reads the topics.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut conn: PgConnection,
     snapshot_name: &str,
@@ -59,6 +60,7 @@ pub async fn run(
     params: SnapshotParams,
     topic_keys: &TopicKeys,
     shutdown: &shared::shutdown::Shutdown,
+    debezium: Option<&crate::debezium::Debezium>,
 ) -> Result<u64, Error> {
     let import = format!(
         "SET TRANSACTION SNAPSHOT '{}'",
@@ -125,33 +127,54 @@ pub async fn run(
             if rows.is_empty() {
                 break;
             }
+            let mut debezium_key = Vec::new();
             for (key, row) in &rows {
                 let after: &RawValue = serde_json::from_str(row).map_err(|e| Error::Decode {
                     lsn: shared::envelope::format_lsn(params.consistent_point),
                     reason: format!("snapshot row of {}: {e}", route.table),
                 })?;
-                encode_value(
-                    &mut value,
-                    Op::Read,
-                    None::<&RawValue>,
-                    Some(after),
-                    &source,
-                );
+                let mut key = key.as_deref().map(str::as_bytes);
+                match debezium.and_then(|d| Some((d, d.table(route.index)?))) {
+                    Some((debezium, table)) => {
+                        let object = crate::debezium::object_row(after).unwrap_or_default();
+                        let lookup = |name: &str| object.get(name).copied();
+                        let origin = crate::debezium::Origin {
+                            lsn: params.consistent_point,
+                            last_commit: None,
+                            xid: None,
+                            ts: &started,
+                            snapshot: "true",
+                        };
+                        debezium.write_value(
+                            &mut value,
+                            table,
+                            Op::Read,
+                            None,
+                            Some(&lookup),
+                            &origin,
+                            Utc::now(),
+                        );
+                        key = debezium
+                            .write_key(&mut debezium_key, table, lookup)
+                            .then_some(&debezium_key[..]);
+                    }
+                    None => encode_value(
+                        &mut value,
+                        Op::Read,
+                        None::<&RawValue>,
+                        Some(after),
+                        &source,
+                    ),
+                }
                 publisher.wait_for_room(params.max_in_flight).await?;
                 publisher
-                    .send(
-                        &route.topic,
-                        None,
-                        key.as_ref().map(|k| k.as_bytes()),
-                        Some(&value),
-                        seq,
-                    )
+                    .send(&route.topic, None, key, Some(&value), seq)
                     .await
                     .map_err(crate::delivery::send_failed)?;
                 sent += 1;
                 route
                     .bytes
-                    .inc_by((value.len() + key.as_ref().map_or(0, String::len)) as u64);
+                    .inc_by((value.len() + key.map_or(0, <[u8]>::len)) as u64);
             }
             route.events(Op::Read).inc_by(rows.len() as u64);
             rows_of_table += rows.len() as u64;
@@ -185,6 +208,7 @@ pub async fn run(
         total += rows_of_table;
         let deletes = reconcile(
             &mut conn, route, topic_keys, held, publisher, &params, seq, &source, shutdown,
+            debezium,
         )
         .await?;
         sent += deletes.sent;
@@ -275,6 +299,7 @@ async fn reconcile(
     seq: crate::delivery::TxSeq,
     source: &SourceInfo<'_>,
     shutdown: &shared::shutdown::Shutdown,
+    debezium: Option<&crate::debezium::Debezium>,
 ) -> Result<Reconciled, Error> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
@@ -300,6 +325,8 @@ async fn reconcile(
         .map_err(Error::kafka("reading a topic"))?;
     let check = missing_keys_query(conn, &route.table).await?;
     let mut batch: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Debezium keys (with `--envelope debezium`) by the plain key object the check reads.
+    let mut published: std::collections::HashMap<String, String> = Default::default();
     let mut value = Vec::with_capacity(256);
     while !ends.is_empty() {
         if shutdown.is_triggered() {
@@ -314,7 +341,21 @@ async fn reconcile(
                 let partition = message.partition();
                 if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     if key != crate::replication::TRUNCATE_KEY_STR {
-                        batch.insert(key.to_owned());
+                        let plain = if debezium.is_some() {
+                            // `{"schema": …, "payload": {…}}` or the payload alone.
+                            let parsed: Option<serde_json::Value> = serde_json::from_str(key).ok();
+                            let plain = parsed
+                                .map(|v| match v.get("payload") {
+                                    Some(payload) if v.get("schema").is_some() => payload.clone(),
+                                    _ => v,
+                                })
+                                .map_or_else(|| key.to_owned(), |v| v.to_string());
+                            published.insert(plain.clone(), key.to_owned());
+                            plain
+                        } else {
+                            key.to_owned()
+                        };
+                        batch.insert(plain);
                     }
                 }
                 if ends
@@ -337,18 +378,41 @@ async fn reconcile(
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(Error::db("looking up the topic's keys in the snapshot"))?;
-            for key in missing {
-                let before: &RawValue = serde_json::from_str(&key).map_err(|e| Error::Decode {
-                    lsn: shared::envelope::format_lsn(params.consistent_point),
-                    reason: format!("a key of {}: {e}", route.table),
-                })?;
-                encode_value(
-                    &mut value,
-                    Op::Delete,
-                    Some(before),
-                    None::<&RawValue>,
-                    source,
-                );
+            for plain in missing {
+                let before: &RawValue =
+                    serde_json::from_str(&plain).map_err(|e| Error::Decode {
+                        lsn: shared::envelope::format_lsn(params.consistent_point),
+                        reason: format!("a key of {}: {e}", route.table),
+                    })?;
+                match debezium.and_then(|d| Some((d, d.table(route.index)?))) {
+                    Some((debezium, table)) => {
+                        let object = crate::debezium::object_row(before).unwrap_or_default();
+                        let origin = crate::debezium::Origin {
+                            lsn: source.lsn,
+                            last_commit: None,
+                            xid: None,
+                            ts: source.ts,
+                            snapshot: "true",
+                        };
+                        debezium.write_value(
+                            &mut value,
+                            table,
+                            Op::Delete,
+                            Some(&|name: &str| object.get(name).copied()),
+                            None,
+                            &origin,
+                            Utc::now(),
+                        );
+                    }
+                    None => encode_value(
+                        &mut value,
+                        Op::Delete,
+                        Some(before),
+                        None::<&RawValue>,
+                        source,
+                    ),
+                }
+                let key = published.remove(&plain).unwrap_or(plain);
                 publisher.wait_for_room(params.max_in_flight).await?;
                 publisher
                     .send(&route.topic, None, Some(key.as_bytes()), Some(&value), seq)

@@ -500,7 +500,11 @@ impl Publisher {
                     tracing::error!(error = %e, "another reader's producer fenced this one; stepping down");
                     return Err(Error::LeadershipLost);
                 }
-                if matches!(&e, KafkaError::Transaction(t) if t.is_retriable()) {
+                // The commit's own timeout, or the flush before it (the broker does not answer:
+                // nothing was decided, the same commit is tried again).
+                let timed_out = matches!(&e, KafkaError::Transaction(t) if t.is_retriable())
+                    || matches!(&e, KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+                if timed_out {
                     tracing::warn!(error = %e, "committing the transaction timed out; retrying");
                     return Ok(CommitOutcome::Retry);
                 }

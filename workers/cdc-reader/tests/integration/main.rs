@@ -6,6 +6,7 @@
 
 mod changes;
 mod crash;
+mod debezium;
 mod fencing;
 mod idle;
 mod incremental;
