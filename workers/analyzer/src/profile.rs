@@ -132,7 +132,20 @@ pub fn read_event(payload: &[u8]) -> Result<ChangeEvent, serde_json::Error> {
         after: Option<HashMap<String, &'a RawValue>>,
         source: Source,
     }
-    let lean: Lean<'_> = serde_json::from_slice(payload)?;
+    let lean: Lean<'_> = match serde_json::from_slice(payload) {
+        Ok(lean) => lean,
+        // Not this pipeline's envelope: Debezium's (`--envelope debezium`), or malformed.
+        Err(native) => {
+            let Ok(mut event) = ChangeEvent::from_slice(payload) else {
+                return Err(native);
+            };
+            event.before = None;
+            if let Some(after) = event.after.as_mut() {
+                after.retain(|column, _| INPUT_COLUMNS.contains(&column.as_str()));
+            }
+            return Ok(event);
+        }
+    };
     let after = lean
         .after
         .map(|row| {

@@ -47,6 +47,11 @@ fn cdc_reader_binary() -> PathBuf {
 
 impl Harness {
     async fn new(label: &str) -> Self {
+        Self::with_reader_flags(label, &[]).await
+    }
+
+    /// A harness whose cdc-reader gets extra flags.
+    async fn with_reader_flags(label: &str, reader_flags: &[&str]) -> Self {
         let env = TestEnv::get();
         let db = env.database(label).await;
         let prefix = unique_name("a");
@@ -67,6 +72,7 @@ impl Harness {
             .args(["--tables", "public.image_assets", "--topic-partitions", "3"])
             .args(["--metrics-addr", "127.0.0.1:0", "--status-interval", "1s"])
             .args(["--log-format", "json"])
+            .args(reader_flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -892,4 +898,57 @@ mod secrets {
         secrets::assert_database_errors_hide_secrets(BIN, &["run"]);
         secrets::assert_database_errors_hide_secrets(BIN, &["migrate"]);
     }
+}
+
+/// The reader writing Debezium's events (`--envelope debezium`): the asset worker reads them
+/// like its own, enriches every row once, keeps the user's metadata, and its write-backs start
+/// no loop (it recognises them in Debezium's `metadata`, a JSON string).
+#[tokio::test]
+async fn rows_arriving_as_debezium_events_are_enriched_once() {
+    let h = Harness::with_reader_flags("dbz", &["--envelope", "debezium"]).await;
+    let png = corpus::png_rgb8(64, 48, 3);
+    let sha = asset_worker::probe::hash::sha256_hex(&png);
+    h.put("/dbz/", "tile.png", &png);
+    let user = serde_json::json!({"owner": "team"});
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            h.insert("/dbz/", "tile.png", None, Some(user.clone()))
+                .await,
+        );
+    }
+    let group = unique_name("g");
+    let mut worker = h.spawn_worker(&group, "127.0.0.1:0");
+    h.wait_until_settled(&ids, Duration::from_secs(120)).await;
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT enrichment_status, metadata #>> '{asset_worker,sha256}', metadata ->> 'owner' \
+         FROM image_assets WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for (status, digest, owner) in rows {
+        assert_eq!(status, "done");
+        assert_eq!(digest.as_deref(), Some(sha.as_str()));
+        assert_eq!(owner.as_deref(), Some("team"));
+    }
+    // Settled: no row keeps being enriched again.
+    let stamps = || async {
+        sqlx::query_scalar::<_, Vec<chrono::DateTime<chrono::Utc>>>(
+            "SELECT array_agg(updated_at ORDER BY id) FROM image_assets",
+        )
+        .fetch_one(h.pool())
+        .await
+        .unwrap()
+    };
+    let before = stamps().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stamps().await, before, "rows kept changing");
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    assert!(worker.wait().unwrap().success());
+    h.finish().await;
 }

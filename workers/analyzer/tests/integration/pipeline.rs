@@ -364,6 +364,47 @@ async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle
     stack.stop().await;
 }
 
+/// The reader writing Debezium's events (`--envelope debezium`, with schemas): the analyzer
+/// reads them like its own, every row ends equal to the chart command, and the write-backs
+/// start no loop.
+#[tokio::test]
+async fn profiles_arriving_as_debezium_events_are_analyzed_like_the_chart_command() {
+    let stack = Stack::start_full(TestEnv::get(), "dbz", &["--envelope", "debezium"]).await;
+    let shutdown = Shutdown::new();
+    let analyzer = stack.analyzer_task(&shutdown);
+    let ids = stack.insert(&births(1, 2_000)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+    assert_eq!(assert_rows_match_chart_command(&stack.db).await, 2_000);
+    sqlx::query(
+        "UPDATE saju_profiles SET birth_date = birth_date + interval '3 hours' WHERE id = ANY($1)",
+    )
+    .bind(&ids[..100])
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let pool = stack.db.pool.clone();
+    wait_for("the edits to be analyzed again", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let stale: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM saju_profiles WHERE analyzed_at < updated_at - interval '1 ms'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (stale == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(assert_rows_match_chart_command(&stack.db).await, 2_000);
+    let before = stamps(&stack.db).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stamps(&stack.db).await, before, "rows kept changing");
+    shutdown.trigger();
+    analyzer.await.unwrap().unwrap();
+    stack.stop().await;
+}
+
 pub use shared::testkit::private::{free_port, KillOnDrop};
 
 /// A file in the temporary directory for a spawned process's log, named on stderr so that a
