@@ -67,6 +67,8 @@ enum Kind {
 #[derive(Clone, Debug)]
 struct Column {
     name: String,
+    /// `"name":`, ready to write.
+    quoted: String,
     kind: Kind,
     optional: bool,
     /// Debezium's `default` (already encoded), when it has one.
@@ -76,8 +78,6 @@ struct Column {
 /// One captured table as Debezium describes it.
 #[derive(Clone, Debug)]
 pub struct Table {
-    schema: String,
-    table: String,
     columns: Vec<Column>,
     /// Positions of the key columns (the primary key, or every column).
     key: Vec<usize>,
@@ -87,10 +87,24 @@ pub struct Table {
     value_schema: String,
     /// The key's `schema` block.
     key_schema: String,
+    /// Column names as JSON strings.
+    json_names: Vec<String>,
+    /// `source` up to `ts_ms`'s value, and from `schema` to `txId`'s value: what does not
+    /// change between events.
+    source_head: String,
+    source_tail: String,
 }
 
-/// A row as a lookup of a column's raw wal2json value by name.
-pub type Columns<'f, 'r> = &'f dyn Fn(&str) -> Option<&'r RawValue>;
+/// A row as a lookup of a column's raw wal2json value by its position in the table (a hint:
+/// wal2json lists columns in table order) and name.
+pub type Columns<'f, 'r> = &'f (dyn Fn(usize, &str) -> Option<&'r str> + Sync);
+
+impl Table {
+    /// Each column's name as a JSON string (as wal2json quotes it), in table order.
+    pub fn quoted_names(&self) -> &[String] {
+        &self.json_names
+    }
+}
 
 /// Where a change came from (what `source` needs).
 #[derive(Debug, Clone, Copy)]
@@ -111,8 +125,8 @@ pub struct Origin<'a> {
 /// The Debezium encoder of one reader: its tables, topic prefix and database.
 #[derive(Debug)]
 pub struct Debezium {
-    name: String,
-    db: String,
+    /// `db` as a JSON string.
+    db_quoted: String,
     schemas: bool,
     /// By route position.
     tables: Vec<Table>,
@@ -132,8 +146,7 @@ impl Debezium {
             loaded.push(load_table(pool, table, name).await?);
         }
         Ok(Self {
-            name: name.to_owned(),
-            db: db.to_owned(),
+            db_quoted: serde_json::to_string(db).unwrap_or_default(),
             schemas,
             tables: loaded,
         })
@@ -150,21 +163,20 @@ impl Debezium {
         &self,
         out: &mut Vec<u8>,
         table: &Table,
-        row: impl Fn(&str) -> Option<&'r RawValue>,
+        row: impl Fn(usize, &str) -> Option<&'r str>,
     ) -> bool {
         out.clear();
         let mut payload = String::with_capacity(64);
         payload.push('{');
         for (n, &i) in table.key.iter().enumerate() {
             let column = &table.columns[i];
-            let Some(raw) = row(&column.name) else {
+            let Some(raw) = row(i, &column.name) else {
                 return false;
             };
             if n > 0 {
                 payload.push(',');
             }
-            push_json_string(&mut payload, &column.name);
-            payload.push(':');
+            payload.push_str(&column.quoted);
             encode(&mut payload, column.kind, raw);
         }
         payload.push('}');
@@ -240,7 +252,7 @@ impl Debezium {
         &self,
         text: &mut String,
         table: &Table,
-        row: &dyn Fn(&str) -> Option<&'r RawValue>,
+        row: Columns<'_, 'r>,
         fill_defaults: bool,
     ) {
         text.push('{');
@@ -248,9 +260,8 @@ impl Debezium {
             if n > 0 {
                 text.push(',');
             }
-            push_json_string(text, &column.name);
-            text.push(':');
-            match row(&column.name) {
+            text.push_str(&column.quoted);
+            match row(n, &column.name) {
                 Some(raw) => encode(text, column.kind, raw),
                 None if fill_defaults => match &column.default {
                     Some(default) => text.push_str(&default.to_string()),
@@ -269,33 +280,26 @@ impl Debezium {
 
     fn write_source(&self, text: &mut String, table: &Table, origin: &Origin<'_>) {
         let micros = origin.ts.timestamp_micros();
-        text.push_str("{\"version\":\"");
-        text.push_str(DEBEZIUM_VERSION);
-        text.push_str("\",\"connector\":\"postgresql\",\"name\":");
-        push_json_string(text, &self.name);
-        let _ = write!(
-            text,
-            ",\"ts_ms\":{},\"snapshot\":\"",
-            micros.div_euclid(1000)
-        );
+        text.push_str(&table.source_head);
+        let _ = write!(text, "{},\"snapshot\":\"", micros.div_euclid(1000));
         text.push_str(origin.snapshot);
         text.push_str("\",\"db\":");
-        push_json_string(text, &self.db);
-        let sequence = match origin.last_commit {
-            Some(last) => format!("[\"{last}\",\"{}\"]", origin.lsn),
-            None => format!("[null,\"{}\"]", origin.lsn),
-        };
-        text.push_str(",\"sequence\":");
-        push_json_string(text, &sequence);
+        text.push_str(&self.db_quoted);
+        // A JSON string holding a JSON array of strings.
+        match origin.last_commit {
+            Some(last) => {
+                let _ = write!(text, r#","sequence":"[\"{last}\",\"{}\"]""#, origin.lsn);
+            }
+            None => {
+                let _ = write!(text, r#","sequence":"[null,\"{}\"]""#, origin.lsn);
+            }
+        }
         let _ = write!(
             text,
-            ",\"ts_us\":{micros},\"ts_ns\":{},\"schema\":",
+            ",\"ts_us\":{micros},\"ts_ns\":{}",
             micros.saturating_mul(1000)
         );
-        push_json_string(text, &table.schema);
-        text.push_str(",\"table\":");
-        push_json_string(text, &table.table);
-        text.push_str(",\"txId\":");
+        text.push_str(&table.source_tail);
         match origin.xid {
             Some(xid) => {
                 let _ = write!(text, "{xid}");
@@ -311,8 +315,7 @@ impl Debezium {
 }
 
 /// Appends `raw` (a wal2json value) in Debezium's encoding of `kind`.
-fn encode(out: &mut String, kind: Kind, raw: &RawValue) {
-    let text = raw.get();
+fn encode(out: &mut String, kind: Kind, text: &str) {
     if text == "null" {
         out.push_str("null");
         return;
@@ -341,9 +344,14 @@ fn encode(out: &mut String, kind: Kind, raw: &RawValue) {
             unscaled(&n, scale)
                 .map(|bytes| format!("{{\"scale\":{scale},\"value\":\"{}\"}}", base64(&bytes)))
         }
-        Kind::ZonedTimestamp => string()
-            .and_then(|s| parse_timestamptz(&s))
-            .map(|t| format!("\"{}\"", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"))),
+        Kind::ZonedTimestamp => {
+            if zoned_utc(out, text) {
+                return;
+            }
+            string()
+                .and_then(|s| parse_timestamptz(&s))
+                .map(|t| format!("\"{}\"", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")))
+        }
         Kind::MicroTimestamp => string()
             .and_then(|s| parse_timestamp(&s))
             .map(|t| t.and_utc().timestamp_micros().to_string()),
@@ -378,6 +386,52 @@ fn encode(out: &mut String, kind: Kind, raw: &RawValue) {
         // (infinity timestamps, NaN numerics).
         None => out.push_str(text),
     }
+}
+
+/// The fast path of a `timestamptz` the server wrote in UTC (the reader's session pins
+/// `TimeZone` to UTC), `"2024-01-02 03:04:05.5+00"`: rewritten as Debezium writes it,
+/// `"2024-01-02T03:04:05.500000Z"`, without parsing a date. False (nothing written) for any
+/// other shape (an offset, BC, infinity, a year past 9999).
+fn zoned_utc(out: &mut String, text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix("+00\"")) else {
+        return false;
+    };
+    let b = inner.as_bytes();
+    // YYYY-MM-DD HH:MM:SS[.f{1,6}]
+    let shape = b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit());
+    let fraction = &b[19.min(b.len())..];
+    let fraction_ok = fraction.is_empty()
+        || (fraction[0] == b'.'
+            && (2..=7).contains(&fraction.len())
+            && fraction[1..].iter().all(u8::is_ascii_digit));
+    if !shape || !fraction_ok || bytes.len() < 2 {
+        return false;
+    }
+    out.push('"');
+    out.push_str(&inner[..10]);
+    out.push('T');
+    out.push_str(&inner[11..19]);
+    out.push('.');
+    let digits = if fraction.is_empty() {
+        ""
+    } else {
+        &inner[20..]
+    };
+    out.push_str(digits);
+    for _ in digits.len()..6 {
+        out.push('0');
+    }
+    out.push_str("Z\"");
+    true
 }
 
 /// The unscaled value of a decimal text at `scale`, as minimal big-endian two's complement.
@@ -518,6 +572,7 @@ async fn load_table(pool: &PgPool, table: &TableName, name: &str) -> Result<Tabl
         }
         columns.push(Column {
             default: default.as_deref().and_then(|d| default_value(kind, d)),
+            quoted: format!("{}:", serde_json::to_string(&column).unwrap_or_default()),
             name: column,
             kind,
             optional: !not_null,
@@ -535,9 +590,23 @@ async fn load_table(pool: &PgPool, table: &TableName, name: &str) -> Result<Tabl
         "name": format!("{value_name}.Key"),
     })
     .to_string();
+    let source_head = format!(
+        "{{\"version\":\"{DEBEZIUM_VERSION}\",\"connector\":\"postgresql\",\"name\":{},\"ts_ms\":",
+        serde_json::to_string(name).unwrap_or_default()
+    );
+    let source_tail = format!(
+        ",\"schema\":{},\"table\":{},\"txId\":",
+        serde_json::to_string(&table.schema).unwrap_or_default(),
+        serde_json::to_string(&table.table).unwrap_or_default()
+    );
+    let json_names = columns
+        .iter()
+        .map(|c| serde_json::to_string(&c.name).unwrap_or_default())
+        .collect();
     Ok(Table {
-        schema: table.schema.clone(),
-        table: table.table.clone(),
+        json_names,
+        source_head,
+        source_tail,
         columns,
         key,
         full_identity,
@@ -606,13 +675,12 @@ fn default_value(kind: Kind, expression: &str) -> Option<Value> {
         let end = rest.find("'::").or_else(|| rest.rfind('\''))?;
         rest[..end].replace("''", "'")
     } else {
-        let bare = expression
-            .split("::")
-            .next()?
-            .trim_matches(|c| c == '(' || c == ')');
-        if bare.contains('(') {
+        let bare = expression.split("::").next()?;
+        // A function call (`gen_random_uuid()`, `nextval(…)`): no default Debezium knows.
+        if bare.starts_with(|c: char| c.is_ascii_alphabetic()) && bare.contains('(') {
             return None;
         }
+        let bare = bare.trim_matches(|c| c == '(' || c == ')');
         bare.to_owned()
     };
     let raw = match kind {
@@ -624,7 +692,7 @@ fn default_value(kind: Kind, expression: &str) -> Option<Value> {
     };
     let raw = RawValue::from_string(raw).ok()?;
     let mut out = String::new();
-    encode(&mut out, kind, &raw);
+    encode(&mut out, kind, raw.get());
     serde_json::from_str(&out).ok()
 }
 
@@ -760,9 +828,10 @@ fn envelope_schema(value_name: &str, columns: &[Column]) -> Value {
     })
 }
 
-/// Looks a column up by name in a JSON object row (snapshot rows).
-pub fn object_row(row: &RawValue) -> Option<HashMap<String, &RawValue>> {
-    serde_json::from_str(row.get()).ok()
+/// A JSON object row (snapshot rows) by column name: each value's raw JSON text.
+pub fn object_row(row: &RawValue) -> Option<HashMap<String, &str>> {
+    let row: HashMap<String, &RawValue> = serde_json::from_str(row.get()).ok()?;
+    Some(row.into_iter().map(|(k, v)| (k, v.get())).collect())
 }
 
 #[cfg(test)]
@@ -790,12 +859,25 @@ mod tests {
         let enc = |kind, raw: &str| {
             let raw = RawValue::from_string(raw.to_owned()).unwrap();
             let mut out = String::new();
-            encode(&mut out, kind, &raw);
+            encode(&mut out, kind, raw.get());
             out
         };
         assert_eq!(
             enc(Kind::ZonedTimestamp, "\"2024-01-02 03:04:05.123456+00\""),
             "\"2024-01-02T03:04:05.123456Z\""
+        );
+        assert_eq!(
+            enc(Kind::ZonedTimestamp, "\"2024-01-02 03:04:05+00\""),
+            "\"2024-01-02T03:04:05.000000Z\""
+        );
+        assert_eq!(
+            enc(Kind::ZonedTimestamp, "\"2024-01-02 03:04:05.5+00\""),
+            "\"2024-01-02T03:04:05.500000Z\""
+        );
+        // Not UTC: parsed.
+        assert_eq!(
+            enc(Kind::ZonedTimestamp, "\"2024-01-02 12:04:05.5+09\""),
+            "\"2024-01-02T03:04:05.500000Z\""
         );
         assert_eq!(
             enc(Kind::MicroTimestamp, "\"2024-01-02 03:04:05.5\""),

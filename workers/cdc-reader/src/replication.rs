@@ -38,12 +38,37 @@ pub const TRUNCATE_KEY: &[u8] = TRUNCATE_KEY_STR.as_bytes();
 /// [`TRUNCATE_KEY`] as text.
 pub const TRUNCATE_KEY_STR: &str = "{}";
 
-/// The raw value of column `name` in a wal2json row, if it has it.
+/// The raw value of column `name` (the table's column `at`) in a wal2json row, if it has it:
+/// wal2json lists a full row's columns in table order, so the position is tried first.
 fn find_column<'r>(
     row: Option<&[crate::wal2json::Column<'r>]>,
+    at: usize,
     name: &str,
-) -> Option<&'r serde_json::value::RawValue> {
-    row?.iter().find(|c| c.name == name).map(|c| c.value)
+) -> Option<&'r str> {
+    let row = row?;
+    match row.get(at) {
+        Some(column) if column.name == name => Some(column.value.get()),
+        _ => row.iter().find(|c| c.name == name).map(|c| c.value.get()),
+    }
+}
+
+/// The same for a row the raw scanner read from `data`: names are compared as the quoted
+/// JSON strings wal2json wrote.
+fn find_raw_column<'r>(
+    data: &'r [u8],
+    row: &[crate::raw_row::RawField],
+    at: usize,
+    quoted: &[u8],
+) -> Option<&'r str> {
+    let value =
+        |field: &crate::raw_row::RawField| std::str::from_utf8(&data[field.value.clone()]).ok();
+    match row.get(at) {
+        Some(field) if &data[field.name.clone()] == quoted => value(field),
+        _ => row
+            .iter()
+            .find(|f| &data[f.name.clone()] == quoted)
+            .and_then(value),
+    }
 }
 
 /// Settings of a streaming session.
@@ -421,7 +446,10 @@ impl Session<'_> {
     }
 
     async fn change(&mut self, wal_start: u64, data: &[u8]) -> Result<(), Error> {
-        if self.params.debezium.is_none() && self.raw.scan(data) {
+        if self.raw.scan(data) {
+            if let Some(debezium) = self.params.debezium.clone() {
+                return self.raw_row_debezium(wal_start, data, &debezium).await;
+            }
             return self.raw_row(wal_start, data).await;
         }
         let decode_error = |reason: String| Error::Decode {
@@ -742,10 +770,9 @@ impl Session<'_> {
         route: &Route,
         debezium: &crate::debezium::Debezium,
     ) -> Result<(), Error> {
-        use crate::debezium::Origin;
-        let Some(table) = debezium.table(route.index) else {
+        if debezium.table(route.index).is_none() {
             return Ok(());
-        };
+        }
         let op = match message.action.as_ref() {
             "I" => Op::Create,
             "U" => Op::Update,
@@ -754,6 +781,104 @@ impl Session<'_> {
                 tracing::debug!(table = %route.table, "truncate skipped (--envelope debezium)");
                 return Ok(());
             }
+        };
+        let columns = message.columns.as_deref();
+        let identity = message.identity.as_deref();
+        let after = |i: usize, name: &str| find_column(columns, i, name);
+        let before = |i: usize, name: &str| find_column(identity, i, name);
+        self.publish_debezium(
+            wal_start,
+            route,
+            debezium,
+            op,
+            &after,
+            &before,
+            identity.is_some(),
+        )
+        .await
+    }
+
+    /// A row message the raw scanner read, in Debezium's format.
+    async fn raw_row_debezium(
+        &mut self,
+        wal_start: u64,
+        data: &[u8],
+        debezium: &crate::debezium::Debezium,
+    ) -> Result<(), Error> {
+        let (Ok(schema), Ok(table)) = (
+            std::str::from_utf8(&data[self.raw.schema.clone()]),
+            std::str::from_utf8(&data[self.raw.table.clone()]),
+        ) else {
+            return Err(Error::Decode {
+                lsn: format_lsn(wal_start),
+                reason: "schema or table is not UTF-8".into(),
+            });
+        };
+        if Incremental::is_signal(schema, table) {
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.signalled();
+            }
+            return Ok(());
+        }
+        let Some(route) = self.routes.get(schema, table) else {
+            tracing::warn!(
+                schema,
+                table,
+                "change of a table that is not captured; skipped"
+            );
+            return Ok(());
+        };
+        let Some(quoted) = debezium.table(route.index).map(|t| t.quoted_names()) else {
+            return Ok(());
+        };
+        let op = self.raw.op.unwrap_or(Op::Create);
+        // Moved out while the row is published (the scanner's vectors keep their capacity).
+        let columns = std::mem::take(&mut self.raw.columns);
+        let identity = std::mem::take(&mut self.raw.identity);
+        let has_columns = self.raw.has_columns;
+        let has_identity = self.raw.has_identity;
+        let after = |i: usize, _: &str| {
+            has_columns
+                .then(|| find_raw_column(data, &columns, i, quoted.get(i)?.as_bytes()))
+                .flatten()
+        };
+        let before = |i: usize, _: &str| {
+            has_identity
+                .then(|| find_raw_column(data, &identity, i, quoted.get(i)?.as_bytes()))
+                .flatten()
+        };
+        let sent = self
+            .publish_debezium(
+                wal_start,
+                route,
+                debezium,
+                op,
+                &after,
+                &before,
+                has_identity,
+            )
+            .await;
+        self.raw.columns = columns;
+        self.raw.identity = identity;
+        sent
+    }
+
+    /// Publishes one row change in Debezium's format: its value (and tombstone after a
+    /// delete); an update that changed the key as a delete of the old key and a create.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_debezium<'r>(
+        &mut self,
+        wal_start: u64,
+        route: &Route,
+        debezium: &crate::debezium::Debezium,
+        op: Op,
+        after: crate::debezium::Columns<'_, 'r>,
+        before: crate::debezium::Columns<'_, 'r>,
+        has_identity: bool,
+    ) -> Result<(), Error> {
+        use crate::debezium::Origin;
+        let Some(table) = debezium.table(route.index) else {
+            return Ok(());
         };
         let Some(tx) = self.open.as_ref() else {
             return Err(Error::Decode {
@@ -769,12 +894,8 @@ impl Session<'_> {
             ts: &ts,
             snapshot: "false",
         };
-        let columns = message.columns.as_deref();
-        let identity = message.identity.as_deref();
-        let after = |name: &str| find_column(columns, name);
-        let before = |name: &str| find_column(identity, name);
         let now = Utc::now();
-        if op == Op::Update && identity.is_some() {
+        if op == Op::Update && has_identity {
             let has_new = debezium.write_key(&mut self.key, table, after);
             let mut old = std::mem::take(&mut self.old_key);
             if debezium.write_key(&mut old, table, before) && old != self.key {
@@ -783,7 +904,7 @@ impl Session<'_> {
                     &mut self.value,
                     table,
                     Op::Delete,
-                    Some(&before),
+                    Some(before),
                     None,
                     &origin,
                     now,
@@ -796,7 +917,7 @@ impl Session<'_> {
                     table,
                     Op::Create,
                     None,
-                    Some(&after),
+                    Some(after),
                     &origin,
                     now,
                 );
@@ -818,8 +939,8 @@ impl Session<'_> {
             &mut self.value,
             table,
             op,
-            Some(&before),
-            Some(&after),
+            Some(before),
+            Some(after),
             &origin,
             now,
         );
@@ -849,7 +970,7 @@ impl Session<'_> {
             let object = crate::debezium::object_row(raw)?;
             let mut out = Vec::new();
             debezium
-                .write_key(&mut out, table, |name: &str| object.get(name).copied())
+                .write_key(&mut out, table, |_, name: &str| object.get(name).copied())
                 .then_some(out)
         };
         let Some(released) = incremental
@@ -900,7 +1021,7 @@ impl Session<'_> {
                         table,
                         Op::Read,
                         None,
-                        Some(&|name: &str| object.get(name).copied()),
+                        Some(&|_, name: &str| object.get(name).copied()),
                         &origin,
                         now,
                     );

@@ -137,7 +137,7 @@ pub async fn run(
                 match debezium.and_then(|d| Some((d, d.table(route.index)?))) {
                     Some((debezium, table)) => {
                         let object = crate::debezium::object_row(after).unwrap_or_default();
-                        let lookup = |name: &str| object.get(name).copied();
+                        let lookup = |_: usize, name: &str| object.get(name).copied();
                         let origin = crate::debezium::Origin {
                             lsn: params.consistent_point,
                             last_commit: None,
@@ -398,7 +398,7 @@ async fn reconcile(
                             &mut value,
                             table,
                             Op::Delete,
-                            Some(&|name: &str| object.get(name).copied()),
+                            Some(&|_, name: &str| object.get(name).copied()),
                             None,
                             &origin,
                             Utc::now(),
