@@ -234,7 +234,7 @@ pub async fn stream(
     session.run(shutdown, lost).await
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
     async fn run(
         &mut self,
         shutdown: &Shutdown,
@@ -511,26 +511,14 @@ impl Session<'_> {
             lsn: format_lsn(wal_start),
             reason,
         };
-        let tx = self
-            .open
-            .as_mut()
-            .ok_or_else(|| decode_error("change outside a transaction".into()))?;
+        if self.open.is_none() {
+            return Err(decode_error("change outside a transaction".into()));
+        }
         let (Some(schema), Some(table)) = (message.schema.as_deref(), message.table.as_deref())
         else {
             return Err(decode_error("change without schema or table".into()));
         };
-        if Incremental::is_signal(schema, table) {
-            if let Some(incremental) = self.incremental.as_deref_mut() {
-                incremental.signalled();
-            }
-            return Ok(());
-        }
-        let Some(route) = self.routes.get(schema, table) else {
-            tracing::warn!(
-                schema,
-                table,
-                "change of a table that is not captured; skipped"
-            );
+        let Some(route) = self.route_of(schema, table) else {
             return Ok(());
         };
         if let Some(debezium) = self.params.debezium.clone() {
@@ -538,6 +526,7 @@ impl Session<'_> {
                 .row_debezium(wal_start, message, route, &debezium)
                 .await;
         }
+        let tx = self.open.as_mut().expect("checked above");
         let op = match message.action.as_ref() {
             "I" => Op::Create,
             "U" => Op::Update,
@@ -648,31 +637,20 @@ impl Session<'_> {
             lsn: format_lsn(wal_start),
             reason: reason.to_owned(),
         };
+        let (Ok(schema), Ok(table)) = (
+            std::str::from_utf8(&data[self.raw.schema.clone()]),
+            std::str::from_utf8(&data[self.raw.table.clone()]),
+        ) else {
+            return Err(decode_error("schema or table is not UTF-8"));
+        };
+        let Some(route) = self.route_of(schema, table) else {
+            return Ok(());
+        };
         let raw = &self.raw;
         let tx = self
             .open
             .as_ref()
             .ok_or_else(|| decode_error("change outside a transaction"))?;
-        let (Ok(schema), Ok(table)) = (
-            std::str::from_utf8(&data[raw.schema.clone()]),
-            std::str::from_utf8(&data[raw.table.clone()]),
-        ) else {
-            return Err(decode_error("schema or table is not UTF-8"));
-        };
-        if Incremental::is_signal(schema, table) {
-            if let Some(incremental) = self.incremental.as_deref_mut() {
-                incremental.signalled();
-            }
-            return Ok(());
-        }
-        let Some(route) = self.routes.get(schema, table) else {
-            tracing::warn!(
-                schema,
-                table,
-                "change of a table that is not captured; skipped"
-            );
-            return Ok(());
-        };
         let op = raw.op.unwrap_or(Op::Create);
         let source = RawSource {
             lsn: wal_start,
@@ -761,6 +739,26 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// The route of a changed table; `None` for the signal table (its inserts are snapshot
+    /// requests) and for tables that are not captured (skipped with a warning).
+    fn route_of(&mut self, schema: &str, table: &str) -> Option<&'a Route> {
+        if Incremental::is_signal(schema, table) {
+            if let Some(incremental) = self.incremental.as_deref_mut() {
+                incremental.signalled();
+            }
+            return None;
+        }
+        let route = self.routes.get(schema, table);
+        if route.is_none() {
+            tracing::warn!(
+                schema,
+                table,
+                "change of a table that is not captured; skipped"
+            );
+        }
+        route
+    }
+
     /// A row change in Debezium's format. Truncates are skipped, as Debezium's connector
     /// does by default.
     async fn row_debezium(
@@ -814,18 +812,7 @@ impl Session<'_> {
                 reason: "schema or table is not UTF-8".into(),
             });
         };
-        if Incremental::is_signal(schema, table) {
-            if let Some(incremental) = self.incremental.as_deref_mut() {
-                incremental.signalled();
-            }
-            return Ok(());
-        }
-        let Some(route) = self.routes.get(schema, table) else {
-            tracing::warn!(
-                schema,
-                table,
-                "change of a table that is not captured; skipped"
-            );
+        let Some(route) = self.route_of(schema, table) else {
             return Ok(());
         };
         let Some(quoted) = debezium.table(route.index).map(|t| t.quoted_names()) else {
