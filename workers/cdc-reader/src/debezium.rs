@@ -248,6 +248,30 @@ impl Debezium {
         out.extend_from_slice(text.as_bytes());
     }
 
+    /// A snapshot row (a JSON object of wal2json-rendered values) as an `op = r` value, and
+    /// its key into `key` when asked; returns whether the key has all its columns.
+    pub fn write_read(
+        &self,
+        value: &mut Vec<u8>,
+        key: Option<&mut Vec<u8>>,
+        table: &Table,
+        row: &RawValue,
+        origin: &Origin<'_>,
+    ) -> bool {
+        let object = object_row(row).unwrap_or_default();
+        let lookup = |_: usize, name: &str| object.get(name).copied();
+        self.write_value(
+            value,
+            table,
+            Op::Read,
+            None,
+            Some(&lookup),
+            origin,
+            Utc::now(),
+        );
+        key.is_none_or(|key| self.write_key(key, table, lookup))
+    }
+
     fn write_row<'r>(
         &self,
         text: &mut String,
@@ -393,7 +417,6 @@ fn encode(out: &mut String, kind: Kind, text: &str) {
 /// `"2024-01-02T03:04:05.500000Z"`, without parsing a date. False (nothing written) for any
 /// other shape (an offset, BC, infinity, a year past 9999).
 fn zoned_utc(out: &mut String, text: &str) -> bool {
-    let bytes = text.as_bytes();
     let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix("+00\"")) else {
         return false;
     };
@@ -413,7 +436,7 @@ fn zoned_utc(out: &mut String, text: &str) -> bool {
         || (fraction[0] == b'.'
             && (2..=7).contains(&fraction.len())
             && fraction[1..].iter().all(u8::is_ascii_digit));
-    if !shape || !fraction_ok || bytes.len() < 2 {
+    if !shape || !fraction_ok {
         return false;
     }
     out.push('"');

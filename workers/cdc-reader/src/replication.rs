@@ -567,12 +567,7 @@ impl<'a> Session<'a> {
                     std::mem::swap(&mut self.value, &mut create);
                     self.second_value = create;
                     sent?;
-                    let key = std::mem::take(&mut self.key);
-                    let sent = self
-                        .publish(route, Op::Create, has_new.then_some(&key[..]))
-                        .await;
-                    self.key = key;
-                    return sent;
+                    return self.publish_own_key(route, Op::Create, has_new).await;
                 }
                 self.old_key = old;
             }
@@ -624,10 +619,7 @@ impl<'a> Session<'a> {
             message.columns.as_deref()
         };
         let has_key = encode_key(&mut self.key, pk, key_row.unwrap_or(&[]));
-        let key = std::mem::take(&mut self.key);
-        let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
-        self.key = key;
-        sent
+        self.publish_own_key(route, op, has_key).await
     }
 
     /// A row message scanned by [`RawRow`]: the envelope is written from the message's own
@@ -682,12 +674,7 @@ impl<'a> Session<'a> {
                 std::mem::swap(&mut self.value, &mut create);
                 self.second_value = create;
                 sent?;
-                let key = std::mem::take(&mut self.key);
-                let sent = self
-                    .publish(route, Op::Create, has_key.then_some(&key[..]))
-                    .await;
-                self.key = key;
-                return sent;
+                return self.publish_own_key(route, Op::Create, has_key).await;
             }
             self.old_key = old;
         }
@@ -699,6 +686,12 @@ impl<'a> Session<'a> {
             columns.filter(|_| op != Op::Delete),
             &source,
         );
+        self.publish_own_key(route, op, has_key).await
+    }
+
+    /// [`Session::publish`] keyed by the key just written into `self.key` (none when
+    /// `has_key` is false).
+    async fn publish_own_key(&mut self, route: &Route, op: Op, has_key: bool) -> Result<(), Error> {
         let key = std::mem::take(&mut self.key);
         let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
         self.key = key;
@@ -908,12 +901,7 @@ impl<'a> Session<'a> {
                     &origin,
                     now,
                 );
-                let key = std::mem::take(&mut self.key);
-                let sent = self
-                    .publish(route, Op::Create, has_new.then_some(&key[..]))
-                    .await;
-                self.key = key;
-                return sent;
+                return self.publish_own_key(route, Op::Create, has_new).await;
             }
             self.old_key = old;
         }
@@ -931,10 +919,7 @@ impl<'a> Session<'a> {
             &origin,
             now,
         );
-        let key = std::mem::take(&mut self.key);
-        let sent = self.publish(route, op, has_key.then_some(&key[..])).await;
-        self.key = key;
-        sent
+        self.publish_own_key(route, op, has_key).await
     }
 
     /// A logical message: a watermark of an incremental snapshot releases its chunk's rows,
@@ -986,7 +971,6 @@ impl<'a> Session<'a> {
             table: &route.table.table,
             snapshot: true,
         };
-        let now = Utc::now();
         for (key, row) in &released.rows {
             let after: &serde_json::value::RawValue = serde_json::from_str(row)
                 .map_err(|e| decode_error(format!("snapshot row of {}: {e}", route.table)))?;
@@ -995,7 +979,6 @@ impl<'a> Session<'a> {
                 .and_then(|d| Some((d, d.table(released.route)?)))
             {
                 Some((debezium, table)) => {
-                    let object = crate::debezium::object_row(after).unwrap_or_default();
                     let origin = crate::debezium::Origin {
                         lsn: wal_start,
                         last_commit: self.last_commit,
@@ -1003,15 +986,7 @@ impl<'a> Session<'a> {
                         ts: &ts,
                         snapshot: "incremental",
                     };
-                    debezium.write_value(
-                        &mut self.value,
-                        table,
-                        Op::Read,
-                        None,
-                        Some(&|_, name: &str| object.get(name).copied()),
-                        &origin,
-                        now,
-                    );
+                    debezium.write_read(&mut self.value, None, table, after, &origin);
                 }
                 None => encode_value(
                     &mut self.value,

@@ -136,8 +136,6 @@ pub async fn run(
                 let mut key = key.as_deref().map(str::as_bytes);
                 match debezium.and_then(|d| Some((d, d.table(route.index)?))) {
                     Some((debezium, table)) => {
-                        let object = crate::debezium::object_row(after).unwrap_or_default();
-                        let lookup = |_: usize, name: &str| object.get(name).copied();
                         let origin = crate::debezium::Origin {
                             lsn: params.consistent_point,
                             last_commit: None,
@@ -145,18 +143,14 @@ pub async fn run(
                             ts: &started,
                             snapshot: "true",
                         };
-                        debezium.write_value(
+                        let has_key = debezium.write_read(
                             &mut value,
+                            Some(&mut debezium_key),
                             table,
-                            Op::Read,
-                            None,
-                            Some(&lookup),
+                            after,
                             &origin,
-                            Utc::now(),
                         );
-                        key = debezium
-                            .write_key(&mut debezium_key, table, lookup)
-                            .then_some(&debezium_key[..]);
+                        key = has_key.then_some(&debezium_key[..]);
                     }
                     None => encode_value(
                         &mut value,

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use shared::envelope::{ChangeEvent, Op};
 use shared::testkit::unique_name;
@@ -34,40 +32,6 @@ const RECORDS: usize = 12;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Every record of `topic` (all partitions) as (key, value) JSON, until `count` are read.
-async fn read_topic(brokers: &str, topic: &str, count: usize) -> Vec<(Value, Option<Value>)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique_name("cdc_test_dbz"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        list.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {count} records on {topic}",
-            out.len()
-        );
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
-            let key = serde_json::from_slice(m.key().unwrap()).unwrap();
-            let value = m.payload().map(|p| serde_json::from_slice(p).unwrap());
-            out.push((key, value));
-        }
-    }
-    out
 }
 
 /// Records by (key payload, lsn or "tombstone n"), the envelope's processing time removed.
@@ -204,7 +168,7 @@ async fn debezium_envelope_equals_debezium_itself_with_and_without_schemas() {
             })
             .collect();
         let topic = format!("{prefix}.public.t");
-        let ours = read_topic(&s.env.kafka_brokers, &topic, RECORDS).await;
+        let ours = read_json_records(&s.env.kafka_brokers, &topic, RECORDS, None).await;
         // The workers read these events like their own.
         for (_, value) in &ours {
             if let Some(value) = value {

@@ -698,3 +698,55 @@ pub fn scrape(addr: &str, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Every record of `topic` (all its partitions, from the beginning) as (key, value) JSON,
+/// once `count` were read (a tombstone's value is `None`); then, with `quiet`, fails if
+/// another record arrives within that time.
+pub async fn read_json_records(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    quiet: Option<Duration>,
+) -> Vec<(serde_json::Value, Option<serde_json::Value>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_name("cdc_test_json"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut list = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        list.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while out.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {count} records on {topic}: {out:?}",
+            out.len()
+        );
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            let key = serde_json::from_slice(m.key().expect("a key")).expect("a JSON key");
+            let value = m
+                .payload()
+                .map(|p| serde_json::from_slice(p).expect("a JSON value"));
+            out.push((key, value));
+        }
+    }
+    if let Some(quiet) = quiet {
+        if let Ok(Ok(m)) = tokio::time::timeout(quiet, consumer.recv()).await {
+            panic!(
+                "unexpected record on {topic}: {:?}",
+                m.payload().map(String::from_utf8_lossy)
+            );
+        }
+    }
+    out
+}

@@ -5,48 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
-use shared::testkit::unique_name;
 
 use crate::support::*;
-
-/// Every record of a one-partition topic, as (key, value) JSON, until `count` are read.
-async fn read_json(brokers: &str, topic: &str, count: usize) -> Vec<(Value, Value)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique_name("cdc_test_tx"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&list).unwrap();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {count} transaction events: {out:?}",
-            out.len()
-        );
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
-            let json = |b: Option<&[u8]>| serde_json::from_slice(b.unwrap()).unwrap();
-            out.push((json(m.key()), json(m.payload())));
-        }
-    }
-    // Nothing more (a transaction without captured changes has no events).
-    if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await {
-        panic!(
-            "unexpected transaction event {:?}",
-            m.payload().map(String::from_utf8_lossy)
-        );
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_events_bracket_each_transaction_with_its_counts() {
@@ -114,7 +75,17 @@ async fn transaction_events_bracket_each_transaction_with_its_counts() {
     ));
 
     let topic = format!("{}.transaction", s.prefix);
-    let events = read_json(&s.env.kafka_brokers, &topic, expected.len() * 2).await;
+    // Nothing more after them: a transaction without captured changes has no events.
+    let events: Vec<(Value, Value)> = read_json_records(
+        &s.env.kafka_brokers,
+        &topic,
+        expected.len() * 2,
+        Some(Duration::from_secs(3)),
+    )
+    .await
+    .into_iter()
+    .map(|(key, value)| (key, value.expect("no tombstones on the transaction topic")))
+    .collect();
 
     // The change records, read back from the table topics, grouped by transaction.
     let mut read = TopicReader::new(
