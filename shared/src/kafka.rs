@@ -99,7 +99,11 @@ pub async fn ensure_topics(kafka: &KafkaArgs, topics: &[TopicSpec]) -> Result<()
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(new.iter(), &options).await? {
+    let results = admin.create_topics(new.iter(), &options).await;
+    // Destroying the client joins its polling thread, which wakes every 100 ms: not on the
+    // caller's time.
+    std::thread::spawn(move || drop(admin));
+    for result in results? {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

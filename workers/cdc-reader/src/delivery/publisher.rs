@@ -206,7 +206,12 @@ type ReaderProducer = ThreadedProducer<DeliveryContext>;
 /// and aborts the transaction it left open. A deposed leader therefore cannot append anything
 /// after the new leader's first write, so a key's records stay in commit order.
 pub struct Publisher {
-    producer: Mutex<Arc<ReaderProducer>>,
+    /// `None` only while the publisher is dropped.
+    producer: Mutex<Option<Arc<ReaderProducer>>>,
+    /// Whether the current producer has initialized transactions (a new leadership needs a
+    /// new one; the first can use the producer that read the topics' metadata, already
+    /// connected).
+    initialized: std::sync::atomic::AtomicBool,
     config: rdkafka::ClientConfig,
     tracker: Arc<Tracker>,
     /// Whether the producer is transactional (has a `transactional.id`).
@@ -318,6 +323,17 @@ pub fn producer_settings(
     config
 }
 
+impl Drop for Publisher {
+    /// librdkafka's destroy joins the producer's polling thread, which wakes every 100 ms:
+    /// done on a thread of its own, it costs the caller (a reader that reached
+    /// `--stop-at-lsn`, with everything acknowledged) nothing.
+    fn drop(&mut self) {
+        if let Some(producer) = self.producer.get_mut().ok().and_then(Option::take) {
+            std::thread::spawn(move || drop(producer));
+        }
+    }
+}
+
 impl Publisher {
     /// Creates the producer; transactional when `transactional_id` is given (it is then
     /// initialized only by [`Publisher::start_leadership`]).
@@ -331,7 +347,8 @@ impl Publisher {
         let config = producer_settings(kafka, max_in_flight, transactional_id);
         let producer = Self::create(&config, &tracker)?;
         Ok(Self {
-            producer: Mutex::new(Arc::new(producer)),
+            producer: Mutex::new(Some(Arc::new(producer))),
+            initialized: std::sync::atomic::AtomicBool::new(false),
             transactional: config.get("transactional.id").is_some(),
             config,
             tracker,
@@ -362,8 +379,12 @@ impl Publisher {
         }
         let mut attempt = 0u32;
         loop {
-            self.replace()
-                .map_err(Error::kafka("creating the producer"))?;
+            if attempt > 0 || self.initialized.load(std::sync::atomic::Ordering::Acquire) {
+                self.replace()
+                    .map_err(Error::kafka("creating the producer"))?;
+            }
+            self.initialized
+                .store(true, std::sync::atomic::Ordering::Release);
             let producer = self.current();
             let started = Instant::now();
             let init = tokio::task::spawn_blocking(move || {
@@ -558,6 +579,7 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+            .expect("the producer is there until the publisher is dropped")
     }
 
     /// Replaces the producer with a new one (a new producer id, empty queues) and forgets
@@ -581,8 +603,10 @@ impl Publisher {
         let fresh = Arc::new(Self::create(&self.config, &self.tracker)?);
         let old = std::mem::replace(
             &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
-            fresh,
+            Some(fresh),
         );
+        self.initialized
+            .store(false, std::sync::atomic::Ordering::Release);
         std::thread::spawn(move || drop(old));
         Ok(())
     }
