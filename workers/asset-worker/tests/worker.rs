@@ -900,9 +900,10 @@ mod secrets {
     }
 }
 
-/// The reader writing Debezium's events (`--envelope debezium`): the asset worker reads them
-/// like its own, enriches every row once, keeps the user's metadata, and its write-backs start
-/// no loop (it recognises them in Debezium's `metadata`, a JSON string).
+/// The reader writing Debezium's events (`--envelope debezium`, without schemas, the
+/// default): the asset worker reads them like its own, enriches every row once, keeps the
+/// user's metadata, and its write-backs start no loop (it recognises them in Debezium's
+/// `metadata`, a JSON string).
 #[tokio::test]
 async fn rows_arriving_as_debezium_events_are_enriched_once() {
     let h = Harness::with_reader_flags("dbz", &["--envelope", "debezium"]).await;

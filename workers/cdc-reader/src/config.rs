@@ -204,10 +204,12 @@ pub struct Config {
     #[arg(long = "envelope", env = "CDC_ENVELOPE", value_enum, default_value_t = Envelope::Native)]
     pub envelope: Envelope,
 
-    /// With `--envelope debezium`: wrap keys and values in `{"schema": …, "payload": …}` as the
-    /// JSON converter does with `schemas.enable=true` (its default); `false` writes the payload
-    /// only.
-    #[arg(long = "debezium-schemas", env = "CDC_DEBEZIUM_SCHEMAS", default_value_t = true, action = ArgAction::Set)]
+    /// With `--envelope debezium`: `true` wraps keys and values in `{"schema": …, "payload": …}`
+    /// as Kafka Connect's JSON converter does with `schemas.enable=true` (what Connect sinks
+    /// such as Debezium's JDBC sink need); `false`, the default, writes the payload only, what
+    /// Flink's `debezium-json` format reads by default (`schema-include=false`) and a quarter
+    /// of the bytes.
+    #[arg(long = "debezium-schemas", env = "CDC_DEBEZIUM_SCHEMAS", default_value_t = false, action = ArgAction::Set)]
     pub debezium_schemas: bool,
 
     /// Publish transaction boundaries on `<topic-prefix>.transaction` (one partition, in
@@ -226,7 +228,8 @@ pub struct Config {
     pub topic_partitions: i32,
 
     /// Messages produced but not yet acknowledged by the broker before the reader stops
-    /// reading the replication stream (the server buffers meanwhile). Bounds memory.
+    /// reading the replication stream (the server buffers meanwhile). Bounds memory, with
+    /// 16 MiB of unacknowledged bytes (`--kafka-property queue.buffering.max.kbytes=…`).
     #[arg(
         long = "max-in-flight",
         env = "CDC_MAX_IN_FLIGHT",

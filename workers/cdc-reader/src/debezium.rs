@@ -1,6 +1,7 @@
 //! Debezium-compatible change events (`--envelope debezium`): keys and values exactly as
 //! Debezium's PostgreSQL connector writes them with Kafka Connect's JSON converter, with the
-//! `schema` block (`--debezium-schemas true`, the converter's default) or without it.
+//! `schema` block (`--debezium-schemas true`, the converter's own default) or without it (the
+//! reader's default).
 //!
 //! Reproduced from Debezium 3.6 (default settings: `decimal.handling.mode=precise`,
 //! `time.precision.mode=adaptive`, `binary.handling.mode=bytes`, tombstones after deletes,
@@ -205,8 +206,12 @@ impl Debezium {
         origin: &Origin<'_>,
         now: DateTime<Utc>,
     ) {
-        let mut text = String::with_capacity(1024);
+        // The caller's buffer is written in place (it keeps its capacity from one event to
+        // the next: a value with its schema block is several kilobytes).
+        out.clear();
+        let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_default();
         if self.schemas {
+            text.reserve(table.value_schema.len() + 1024);
             text.push_str("{\"schema\":");
             text.push_str(&table.value_schema);
             text.push_str(",\"payload\":");
@@ -244,8 +249,7 @@ impl Debezium {
         if self.schemas {
             text.push('}');
         }
-        out.clear();
-        out.extend_from_slice(text.as_bytes());
+        *out = text.into_bytes();
     }
 
     /// A snapshot row (a JSON object of wal2json-rendered values) as an `op = r` value, and

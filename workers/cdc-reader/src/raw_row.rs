@@ -72,33 +72,40 @@ impl RawRow {
             let key = &b[i + 1..key_end - 1];
             i = expect(b, ws(b, key_end), b':')?;
             i = ws(b, i);
-            let end = value_end(b, i)?;
-            match key {
-                b"action" => {
-                    self.op = match &b[i..end] {
-                        b"\"I\"" => Some(Op::Create),
-                        b"\"U\"" => Some(Op::Update),
-                        b"\"D\"" => Some(Op::Delete),
-                        _ => return None,
-                    }
-                }
-                b"schema" => self.schema = unquoted(b, i..end)?,
-                b"table" => self.table = unquoted(b, i..end)?,
+            // The arrays are scanned once, by `fields`, which returns where they end.
+            let end = match key {
                 b"columns" => {
                     self.has_columns = true;
-                    fields(b, i, &mut self.columns)?;
+                    fields(b, i, &mut self.columns)?
                 }
                 b"identity" => {
                     self.has_identity = true;
-                    fields(b, i, &mut self.identity)?;
+                    fields(b, i, &mut self.identity)?
                 }
                 b"pk" => {
                     let mut names = Vec::new();
-                    fields(b, i, &mut names)?;
+                    let end = fields(b, i, &mut names)?;
                     self.pk.extend(names.into_iter().map(|f| f.name));
+                    end
                 }
-                _ => {}
-            }
+                _ => {
+                    let end = value_end(b, i)?;
+                    match key {
+                        b"action" => {
+                            self.op = match &b[i..end] {
+                                b"\"I\"" => Some(Op::Create),
+                                b"\"U\"" => Some(Op::Update),
+                                b"\"D\"" => Some(Op::Delete),
+                                _ => return None,
+                            }
+                        }
+                        b"schema" => self.schema = unquoted(b, i..end)?,
+                        b"table" => self.table = unquoted(b, i..end)?,
+                        _ => {}
+                    }
+                    end
+                }
+            };
             i = ws(b, end);
             match b.get(i)? {
                 b',' => i += 1,
@@ -109,12 +116,13 @@ impl RawRow {
     }
 }
 
-/// Scans an array of objects with `name` (and optionally `value`) members.
-fn fields(b: &[u8], start: usize, out: &mut Vec<RawField>) -> Option<()> {
+/// Scans an array of objects with `name` (and optionally `value`) members; returns the index
+/// after the array.
+fn fields(b: &[u8], start: usize, out: &mut Vec<RawField>) -> Option<usize> {
     let mut i = expect(b, start, b'[')?;
     i = ws(b, i);
     if b.get(i) == Some(&b']') {
-        return Some(());
+        return Some(i + 1);
     }
     loop {
         i = expect(b, ws(b, i), b'{')?;
@@ -148,7 +156,7 @@ fn fields(b: &[u8], start: usize, out: &mut Vec<RawField>) -> Option<()> {
         i = ws(b, i);
         match b.get(i)? {
             b',' => i += 1,
-            b']' => return Some(()),
+            b']' => return Some(i + 1),
             _ => return None,
         }
     }
@@ -172,6 +180,24 @@ fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     }
     let mut j = i + 1;
     let mut escaped = false;
+    // Most tokens (column names, numbers as text, short values) end within a few bytes: a
+    // plain loop over them costs less than setting up the vector search.
+    for (k, &c) in b.get(j..)?.iter().take(24).enumerate() {
+        match c {
+            b'"' => return Some((j + k + 1, false)),
+            b'\\' => {
+                j += k;
+                escaped = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    if !escaped {
+        j = (j + 24).min(b.len());
+    } else {
+        j += 2;
+    }
     loop {
         j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         if b[j] == b'"' {
@@ -312,6 +338,38 @@ mod tests {
         assert!(!row.scan(b""), "empty");
         assert!(row.scan(br#"{"action":"D","schema":"p","table":"t","identity":[{"name":"id","value":1}],"pk":[{"name":"id"}]}"#));
         assert!(!row.has_columns && row.has_identity);
+    }
+
+    #[test]
+    fn string_ends_short_long_and_escaped() {
+        for (text, end, escaped) in [
+            (&br#""""#[..], 2, false),
+            (br#""id" rest"#, 4, false),
+            (br#""exactly twenty-four char" x"#, 26, false),
+            (
+                br#""a string longer than the twenty-four bytes" x"#,
+                44,
+                false,
+            ),
+            (br#""a\"b" x"#, 6, true),
+            (br#""twenty-four bytes, then \"an escape\"" x"#, 39, true),
+            (br#""\\""#, 4, true),
+        ] {
+            assert_eq!(
+                string_end(text, 0),
+                Some((end, escaped)),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        for unterminated in [
+            &br#""abc"#[..],
+            br#""abc\""#,
+            br#""ends in a backslash\"#,
+            br#""a long one that never ends, with no quote"#,
+        ] {
+            assert_eq!(string_end(unterminated, 0), None);
+        }
     }
 
     #[test]

@@ -369,7 +369,12 @@ async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle
 /// start no loop.
 #[tokio::test]
 async fn profiles_arriving_as_debezium_events_are_analyzed_like_the_chart_command() {
-    let stack = Stack::start_full(TestEnv::get(), "dbz", &["--envelope", "debezium"]).await;
+    let stack = Stack::start_full(
+        TestEnv::get(),
+        "dbz",
+        &["--envelope", "debezium", "--debezium-schemas", "true"],
+    )
+    .await;
     let shutdown = Shutdown::new();
     let analyzer = stack.analyzer_task(&shutdown);
     let ids = stack.insert(&births(1, 2_000)).await;

@@ -295,7 +295,9 @@ pub fn producer_settings(
         config.set("partitioner", "murmur2_random");
     }
     if !overridden("queue.buffering.max.kbytes") {
-        config.set("queue.buffering.max.kbytes", "1048576");
+        // Bytes bound what is unacknowledged too (`--max-in-flight` counts messages): a
+        // Debezium value with its schema block is several kilobytes.
+        config.set("queue.buffering.max.kbytes", "16384");
     }
     if config.get("transactional.id").is_some() {
         // A transaction may stay open as long as a broker outage lasts: messages are not
@@ -601,10 +603,11 @@ impl Publisher {
             ..TxnState::default()
         };
         let fresh = Arc::new(Self::create(&self.config, &self.tracker)?);
-        let old = std::mem::replace(
-            &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(fresh),
-        );
+        let old = self
+            .producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(fresh);
         self.initialized
             .store(false, std::sync::atomic::Ordering::Release);
         std::thread::spawn(move || drop(old));

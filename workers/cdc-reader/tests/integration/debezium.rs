@@ -99,6 +99,8 @@ async fn debezium_envelope_equals_debezium_itself_with_and_without_schemas() {
             "public.t",
             "--envelope",
             "debezium",
+            "--debezium-schemas",
+            "true",
             "--heartbeat-interval",
             "0",
         ])
