@@ -42,6 +42,10 @@ pub struct Xmp {
     /// `dc:rights`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rights: Option<String>,
+    /// `tiff:Orientation` (1–8), which some tools write here instead of in EXIF (browsers
+    /// apply EXIF's only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<u16>,
 }
 
 /// Reads an XMP packet.
@@ -119,6 +123,19 @@ pub fn xmp(raw: &[u8]) -> Option<Xmp> {
     out.keywords = values("subject");
     out.creator = values("creator");
     out.rights = values("rights").into_iter().next();
+    const TIFF: &str = "http://ns.adobe.com/tiff/1.0/";
+    out.orientation = doc
+        .descendants()
+        .filter(|n| n.is_element())
+        .find_map(|n| {
+            n.attribute((TIFF, "Orientation")).or_else(|| {
+                (n.tag_name().namespace() == Some(TIFF) && n.tag_name().name() == "Orientation")
+                    .then(|| n.text())
+                    .flatten()
+            })
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|v| (1..=8).contains(v));
     Some(out)
 }
 
@@ -328,6 +345,27 @@ fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xmp_orientation_as_attribute_or_element() {
+        let wrap = |inner: &str| {
+            format!(
+                r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">{inner}</rdf:RDF></x:xmpmeta>"#
+            )
+        };
+        let attribute = wrap(
+            r#"<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="3"/>"#,
+        );
+        assert_eq!(xmp(attribute.as_bytes()).unwrap().orientation, Some(3));
+        let element = wrap(
+            r#"<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"><tiff:Orientation> 6 </tiff:Orientation></rdf:Description>"#,
+        );
+        assert_eq!(xmp(element.as_bytes()).unwrap().orientation, Some(6));
+        let out_of_range = wrap(
+            r#"<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="9"/>"#,
+        );
+        assert_eq!(xmp(out_of_range.as_bytes()).unwrap().orientation, None);
+    }
 
     #[test]
     fn xmp_dublin_core() {

@@ -46,7 +46,11 @@ pub struct GpsPosition {
 }
 
 /// Parses a raw EXIF block (TIFF header first).
-pub fn summarize(raw: Vec<u8>) -> Option<ExifSummary> {
+pub fn summarize(mut raw: Vec<u8>) -> Option<ExifSummary> {
+    // WebP's and PNG's EXIF chunks sometimes keep JPEG's APP1 prefix.
+    if raw.starts_with(b"Exif\0\0") {
+        raw.drain(..6);
+    }
     let exif = Reader::new().read_raw(raw).ok()?;
     let field = |tag| exif.get_field(tag, In::PRIMARY);
     let text = |tag| field(tag).and_then(ascii);
@@ -65,6 +69,30 @@ pub fn summarize(raw: Vec<u8>) -> Option<ExifSummary> {
         software: text(Tag::Software),
         captured_at,
         gps: gps(&exif),
+    })
+}
+
+/// The first IFD of a TIFF file: its image size and bits per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TiffHeader {
+    pub width: u32,
+    pub height: u32,
+    pub bits_per_sample: Option<u8>,
+}
+
+/// Reads the first IFD of a (classic) TIFF file; `None` when it does not parse or has no size.
+pub fn tiff_header(bytes: &[u8]) -> Option<TiffHeader> {
+    let exif = Reader::new().read_raw(bytes.to_vec()).ok()?;
+    let uint = |tag| {
+        exif.get_field(tag, In::PRIMARY)
+            .and_then(|f| f.value.get_uint(0))
+    };
+    let width = uint(Tag::ImageWidth).filter(|&w| w > 0)?;
+    let height = uint(Tag::ImageLength).filter(|&h| h > 0)?;
+    Some(TiffHeader {
+        width,
+        height,
+        bits_per_sample: uint(Tag::BitsPerSample).and_then(|b| u8::try_from(b).ok()),
     })
 }
 

@@ -25,11 +25,17 @@ pub enum Format {
     Exr,
     /// SVG: an XML document whose root element is `svg`.
     Svg,
+    /// HEIC: HEIF (ISO-BMFF) with HEVC-coded images, what phones save.
+    Heic,
+    /// AVIF: HEIF with AV1-coded images.
+    Avif,
+    /// Another HEIF brand (`mif1`, `msf1`…: JPEG, uncompressed or unknown codings).
+    Heif,
 }
 
 impl Format {
     /// Every supported format, for metric labels and tests.
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 11] = [
         Format::Png,
         Format::Jpeg,
         Format::Gif,
@@ -38,6 +44,9 @@ impl Format {
         Format::Bmp,
         Format::Exr,
         Format::Svg,
+        Format::Heic,
+        Format::Avif,
+        Format::Heif,
     ];
 
     /// The format's usual name, as users write it in `metadata.format` (`PNG`, `EXR`, …).
@@ -51,6 +60,9 @@ impl Format {
             Format::Bmp => "BMP",
             Format::Exr => "EXR",
             Format::Svg => "SVG",
+            Format::Heic => "HEIC",
+            Format::Avif => "AVIF",
+            Format::Heif => "HEIF",
         }
     }
 
@@ -65,6 +77,9 @@ impl Format {
             Format::Bmp => "bmp",
             Format::Exr => "exr",
             Format::Svg => "svg",
+            Format::Heic => "heic",
+            Format::Avif => "avif",
+            Format::Heif => "heif",
         }
     }
 
@@ -79,6 +94,9 @@ impl Format {
             Format::Bmp => "image/bmp",
             Format::Exr => "image/x-exr",
             Format::Svg => "image/svg+xml",
+            Format::Heic => "image/heic",
+            Format::Avif => "image/avif",
+            Format::Heif => "image/heif",
         }
     }
 
@@ -93,6 +111,9 @@ impl Format {
             Format::Bmp => &["bmp", "dib"],
             Format::Exr => &["exr"],
             Format::Svg => &["svg"],
+            Format::Heic => &["heic", "heif", "hif"],
+            Format::Avif => &["avif"],
+            Format::Heif => &["heif", "heic", "hif"],
         }
     }
 
@@ -140,6 +161,9 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     if bytes.starts_with(&[0x76, 0x2F, 0x31, 0x01]) {
         return Some(Format::Exr);
     }
+    if let Some(format) = heif_brand(bytes) {
+        return Some(format);
+    }
     // "BM" plus a header size field that a real BITMAPINFOHEADER family would have.
     if bytes.len() >= 18 && bytes.starts_with(b"BM") {
         let dib = u32::from_le_bytes([bytes[14], bytes[15], bytes[16], bytes[17]]);
@@ -151,6 +175,31 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
         return Some(Format::Svg);
     }
     None
+}
+
+/// An ISO-BMFF `ftyp` box first whose brands name a HEIF image file: AVIF when an AVIF brand
+/// is there, HEIC for the HEVC brands, HEIF for the generic image brands.
+fn heif_brand(bytes: &[u8]) -> Option<Format> {
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    if !(16..=4096).contains(&size) {
+        return None;
+    }
+    // The major brand, then (after the minor version) the compatible brands.
+    let end = size.min(bytes.len());
+    let brands = std::iter::once(&bytes[8..12]).chain(bytes[16..end].chunks_exact(4));
+    let mut found = None;
+    for brand in brands {
+        found = match (found, brand) {
+            (_, b"avif" | b"avis") => return Some(Format::Avif),
+            (_, b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx") => Some(Format::Heic),
+            (None, b"mif1" | b"msf1" | b"mif2" | b"miaf") => Some(Format::Heif),
+            (found, _) => found,
+        };
+    }
+    found
 }
 
 /// An XML prologue (declaration, comments, doctype) followed by an `<svg` root element within
@@ -214,6 +263,30 @@ mod tests {
         assert_eq!(sniff(b"BMX is not a bitmap"), None);
         assert_eq!(sniff(b""), None);
         assert_eq!(sniff(b"hello"), None);
+        let ftyp = |brands: &[&[u8; 4]]| {
+            let mut b = ((16 + 4 * brands.len()) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(brands[0]);
+            b.extend_from_slice(&[0; 4]);
+            for brand in &brands[1..] {
+                b.extend_from_slice(*brand);
+            }
+            b
+        };
+        assert_eq!(
+            sniff(&ftyp(&[b"heic", b"mif1", b"heic"])),
+            Some(Format::Heic)
+        );
+        assert_eq!(
+            sniff(&ftyp(&[b"mif1", b"avif", b"miaf"])),
+            Some(Format::Avif)
+        );
+        assert_eq!(sniff(&ftyp(&[b"mif1", b"mif1"])), Some(Format::Heif));
+        assert_eq!(
+            sniff(&ftyp(&[b"isom", b"mp41"])),
+            None,
+            "a video is no image"
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub struct Animation {
     pub loop_count: Option<u16>,
     /// Sum of the frames' delays.
     pub duration_ms: u64,
+    /// APNG: the still image (what viewers without APNG support show) is not one of the
+    /// animation's frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separate_default_image: Option<bool>,
 }
 
 /// Walks the blocks of a GIF. Fails with `Truncated` when the data ends before the trailer and
@@ -28,6 +32,7 @@ pub fn walk(bytes: &[u8]) -> Result<Animation, ProbeError> {
         cursor.take(3 << ((screen[4] & 0x07) + 1))?;
     }
     let mut animation = Animation {
+        separate_default_image: None,
         frames: 0,
         loop_count: None,
         duration_ms: 0,

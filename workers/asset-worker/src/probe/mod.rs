@@ -19,6 +19,7 @@ pub mod exif;
 pub mod format;
 pub mod gif;
 pub mod hash;
+pub mod heif;
 pub mod openexr;
 pub mod placeholder;
 pub mod structure;
@@ -142,6 +143,11 @@ pub struct ImageFacts {
     /// IPTC IIM core fields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iptc: Option<descriptive::Iptc>,
+    /// Why the picture statistics (hashes, colours, placeholder) are absent, when the
+    /// file's structure was read but its pixels were not decoded: HEVC and AV1 pictures, TIFF
+    /// colour models and compressions the decoder lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecoded: Option<String>,
     /// Size of the file.
     pub file_size: u64,
     /// SHA-256 of the file, lowercase hex.
@@ -199,6 +205,7 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
         cmyk: None,
         xmp: None,
         iptc: None,
+        undecoded: None,
         file_size: bytes.len() as u64,
         sha256: hash::sha256_hex(bytes),
         phash: None,
@@ -234,11 +241,113 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
         }
         Format::Tiff => facts.pages = structure::tiff_pages(bytes),
         Format::Exr => facts.exr = Some(openexr::layout(bytes)?),
+        Format::Heic | Format::Avif | Format::Heif => {
+            heif_container(bytes, limits, &mut facts)?;
+            return Ok(facts);
+        }
         _ => {}
     }
     check_deadline(limits)?;
     raster(bytes, format, limits, &mut facts)?;
     Ok(facts)
+}
+
+/// Largest metadata item (EXIF, XMP, ICC) copied out of a HEIF container.
+const MAX_HEIF_METADATA_BYTES: usize = 4 << 20;
+
+/// HEIC, AVIF and other HEIF files: what the container says (see [`heif`]); no pixel
+/// statistics, for want of an HEVC/AV1 decoder.
+fn heif_container(
+    bytes: &[u8],
+    limits: &ProbeLimits,
+    facts: &mut ImageFacts,
+) -> Result<(), ProbeError> {
+    let container = heif::container(bytes, MAX_HEIF_METADATA_BYTES)?;
+    let pixels = u64::from(container.width) * u64::from(container.height);
+    if pixels > limits.max_pixels {
+        return Err(ProbeError::TooLarge(format!(
+            "{}x{} is {pixels} pixels, the limit is {}",
+            container.width, container.height, limits.max_pixels
+        )));
+    }
+    facts.width = Some(container.width);
+    facts.height = Some(container.height);
+    let (display_width, display_height) = container.display();
+    facts.display_width = Some(display_width);
+    facts.display_height = Some(display_height);
+    facts.bit_depth = container.bit_depth;
+    facts.has_alpha = Some(container.has_alpha);
+    facts.color_type = container.channels.map(|channels| {
+        match (channels >= 3, container.has_alpha) {
+            (true, true) => "rgba",
+            (true, false) => "rgb",
+            (false, true) => "gray_alpha",
+            (false, false) => "gray",
+        }
+        .to_owned()
+    });
+    facts.pages = (container.images > 1).then_some(container.images);
+    facts.animation = container
+        .sequence
+        .map(|(frames, duration_ms)| gif::Animation {
+            frames,
+            loop_count: None,
+            duration_ms,
+            separate_default_image: None,
+        });
+    facts.icc_profile_bytes = container.icc.as_ref().map(Vec::len);
+    facts.icc = container.icc.as_deref().and_then(descriptive::icc);
+    facts.cmyk = Some(
+        facts
+            .icc
+            .as_ref()
+            .is_some_and(|p| p.color_space.as_deref() == Some("CMYK")),
+    );
+    facts.exif = container.exif.and_then(exif::summarize);
+    facts.xmp = container.xmp.as_deref().and_then(descriptive::xmp);
+    facts.undecoded = Some(match facts.format {
+        Format::Avif => "AV1 pictures are not decoded".to_owned(),
+        _ => "HEVC pictures are not decoded".to_owned(),
+    });
+    Ok(())
+}
+
+/// A TIFF whose pixels the decoder does not support (a colour model, sample format or
+/// compression it lacks): its size, pages and EXIF from the first IFD, and why the pixels
+/// were not decoded. The decoder's error stands when the IFD has no size.
+fn tiff_header_only(
+    bytes: &[u8],
+    limits: &ProbeLimits,
+    facts: &mut ImageFacts,
+    error: ImageError,
+) -> Result<(), ProbeError> {
+    let reason = error.to_string();
+    let Some(header) = exif::tiff_header(bytes) else {
+        return Err(classify(Format::Tiff, error));
+    };
+    let pixels = u64::from(header.width) * u64::from(header.height);
+    if pixels > limits.max_pixels {
+        return Err(ProbeError::TooLarge(format!(
+            "{}x{} is {pixels} pixels, the limit is {}",
+            header.width, header.height, limits.max_pixels
+        )));
+    }
+    facts.width = Some(header.width);
+    facts.height = Some(header.height);
+    facts.bit_depth = header.bits_per_sample;
+    facts.exif = exif::summarize(bytes.to_vec()).filter(|s| *s != Default::default());
+    let turned = facts
+        .exif
+        .as_ref()
+        .and_then(|e| e.orientation)
+        .is_some_and(|o| (5..=8).contains(&o));
+    (facts.display_width, facts.display_height) = if turned {
+        (Some(header.height), Some(header.width))
+    } else {
+        (Some(header.width), Some(header.height))
+    };
+    facts.undecoded = Some(reason);
+    Ok(())
 }
 
 fn check_deadline(limits: &ProbeLimits) -> Result<(), ProbeError> {
@@ -263,7 +372,7 @@ fn raster(
         Format::Tiff => image::ImageFormat::Tiff,
         Format::Bmp => image::ImageFormat::Bmp,
         Format::Exr => image::ImageFormat::OpenExr,
-        Format::Svg => return Ok(()),
+        Format::Svg | Format::Heic | Format::Avif | Format::Heif => return Ok(()),
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decode_limits = image::Limits::default();
@@ -275,7 +384,13 @@ fn raster(
             .saturating_add(64 << 20),
     );
     reader.limits(decode_limits);
-    let mut decoder = reader.into_decoder().map_err(|e| classify(format, e))?;
+    let mut decoder = match reader.into_decoder() {
+        Ok(decoder) => decoder,
+        Err(e @ ImageError::Unsupported(_)) if format == Format::Tiff => {
+            return tiff_header_only(bytes, limits, facts, e);
+        }
+        Err(e) => return Err(classify(format, e)),
+    };
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(ProbeError::Corrupt(format!("{width}x{height} image")));
@@ -333,7 +448,13 @@ fn raster(
     check_deadline(limits)?;
 
     let started = Instant::now();
-    let picture = image::DynamicImage::from_decoder(decoder).map_err(|e| classify(format, e))?;
+    let picture = match image::DynamicImage::from_decoder(decoder) {
+        Ok(picture) => picture,
+        Err(e @ ImageError::Unsupported(_)) if format == Format::Tiff => {
+            return tiff_header_only(bytes, limits, facts, e);
+        }
+        Err(e) => return Err(classify(format, e)),
+    };
     facts.decode_time = started.elapsed();
     facts.transparent = Some(uses_alpha(&picture));
     check_deadline(limits)?;

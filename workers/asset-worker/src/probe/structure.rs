@@ -25,6 +25,7 @@ pub fn png(bytes: &[u8]) -> PngStructure {
     let mut frames = 0u32;
     let mut plays = None;
     let mut duration_ms = 0u64;
+    let mut separate_default_image = false;
     while let Some(header) = bytes.get(at..at + 8) {
         let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let kind = &header[4..8];
@@ -48,6 +49,8 @@ pub fn png(bytes: &[u8]) -> PngStructure {
                 };
                 duration_ms += u64::from(numerator) * 1000 / u64::from(denominator);
             }
+            // The first IDAT before any fcTL: the default image is no animation frame.
+            b"IDAT" if frames == 0 => separate_default_image = true,
             b"IEND" => break,
             _ => {}
         }
@@ -58,6 +61,7 @@ pub fn png(bytes: &[u8]) -> PngStructure {
             frames,
             loop_count: Some(plays.min(u32::from(u16::MAX)) as u16),
             duration_ms,
+            separate_default_image: Some(separate_default_image),
         });
     }
     out
@@ -69,6 +73,7 @@ pub fn webp_animation(bytes: &[u8]) -> Option<Animation> {
     let mut at = 12usize;
     let mut animated = false;
     let mut animation = Animation {
+        separate_default_image: None,
         frames: 0,
         loop_count: None,
         duration_ms: 0,
