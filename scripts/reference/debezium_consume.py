@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Reads change records the way a Kafka Connect sink of Debezium events does: Kafka Connect's
 JSON converter (`org.apache.kafka.connect.json.JsonConverter`) turns each key and value into
 Connect data — checking the `schema` block and that the payload conforms to it — and Debezium's
@@ -22,6 +23,16 @@ import glob
 import json
 import os
 import sys
+
+# Run directly, it re-executes itself with the venv's Python (scripts/reference/setup-*).
+try:
+    import jpype  # noqa: F401
+except ImportError:
+    _venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".cache", "dbzvenv")
+    if os.path.isdir(_venv) and os.path.realpath(sys.prefix) != os.path.realpath(_venv):
+        _python = os.path.join(_venv, "bin", "python")
+        os.execv(_python, [_python, *sys.argv])
+    raise
 
 
 def main():

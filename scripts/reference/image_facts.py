@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """What an independent decoder (Pillow, with pillow-heif for HEIF) says about image files: one
 JSON line per file with its format, size, frames and EXIF orientation, and whether Pillow could
 open it and decode its pixels.
@@ -12,7 +13,18 @@ applied) and the size after the container's rotation and crop for HEIF and AVIF.
 """
 
 import json
+import os
 import sys
+
+# Run directly, it re-executes itself with the venv's Python (scripts/reference/setup-*).
+try:
+    import pillow_heif  # noqa: F401
+except ImportError:
+    _venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".cache", "imgvenv")
+    if os.path.isdir(_venv) and os.path.realpath(sys.prefix) != os.path.realpath(_venv):
+        _python = os.path.join(_venv, "bin", "python")
+        os.execv(_python, [_python, *sys.argv])
+    raise
 import warnings
 
 from PIL import Image
