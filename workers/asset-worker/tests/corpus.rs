@@ -358,3 +358,67 @@ fn real_image_files_agree_with_pillow() {
         mismatches.join("\n")
     );
 }
+
+/// JPEG XL files made from corpus files with Debian's cjxl (`scripts/reference/setup-images`;
+/// no package ships JPEG XL test files, and Pillow does not read them): a lossless one has
+/// exactly its source's statistics, a lossy one and a recompressed JPEG close ones, an
+/// animation its source's frames and loops; a cut-off file is truncated, not a black picture.
+#[test]
+fn jpeg_xl_files_agree_with_their_sources() {
+    let corpus = repo_root().join(".cache/image-corpus");
+    let jxl = repo_root().join(".cache/jxl-corpus");
+    let sources = std::fs::read_to_string(jxl.join("sources.tsv"))
+        .expect("no .cache/jxl-corpus/sources.tsv: run scripts/reference/setup-images");
+    let limits = ProbeLimits {
+        max_pixels: MAX_PIXELS,
+        deadline: None,
+    };
+    let probe_file = |path: &Path| probe(&std::fs::read(path).unwrap(), &limits).unwrap();
+    let mut modes = std::collections::BTreeSet::new();
+    for line in sources.lines() {
+        let [name, source, mode] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("sources.tsv: {line}");
+        };
+        modes.insert(mode.to_owned());
+        let ours = probe_file(&jxl.join(name));
+        let original = probe_file(&corpus.join(source));
+        assert_eq!(ours.format, Format::Jxl, "{name}");
+        assert_eq!(
+            (ours.display_width, ours.display_height),
+            (original.width, original.height),
+            "{name}: size"
+        );
+        let luminance = (ours.avg_luminance.unwrap() - original.avg_luminance.unwrap()).abs();
+        let hex = |f: &ImageFacts| -> Vec<String> {
+            f.dominant_colors.iter().map(|s| s.hex.clone()).collect()
+        };
+        match mode {
+            "lossless" => {
+                assert_eq!(ours.phash, original.phash, "{name}: pHash");
+                assert_eq!(ours.thumbhash, original.thumbhash, "{name}: ThumbHash");
+                assert_eq!(hex(&ours), hex(&original), "{name}: colours");
+                assert_eq!(ours.transparent, original.transparent, "{name}: alpha");
+                assert!(luminance < 1e-9, "{name}: luminance");
+            }
+            "animation" => {
+                let (a, b) = (ours.animation.unwrap(), original.animation.unwrap());
+                // The source's first frame has no delay: cjxl folds it into the next one.
+                assert_eq!(
+                    (a.frames + 1, a.loop_count, a.duration_ms),
+                    (b.frames, b.loop_count, b.duration_ms),
+                    "{name}: frames, loops and duration"
+                );
+                assert_eq!(ours.phash, original.phash, "{name}: first frame's pHash");
+            }
+            // Different decoders and (for orientation 6) the codestream's rotation applied.
+            "lossy" | "jpeg" => assert!(luminance <= 0.01, "{name}: luminance {luminance}"),
+            other => panic!("unknown mode {other}"),
+        }
+    }
+    assert_eq!(modes.len(), 4, "every mode: {modes:?}");
+    let whole = std::fs::read(jxl.join("chelsea.jxl")).unwrap();
+    for cut in [20, whole.len() / 3, whole.len() - 10] {
+        let err = probe(&whole[..cut], &limits).unwrap_err();
+        assert_eq!(err.kind(), "truncated", "cut at {cut}: {err}");
+    }
+}

@@ -31,11 +31,13 @@ pub enum Format {
     Avif,
     /// Another HEIF brand (`mif1`, `msf1`…: JPEG, uncompressed or unknown codings).
     Heif,
+    /// JPEG XL, bare codestream or ISO-BMFF container.
+    Jxl,
 }
 
 impl Format {
     /// Every supported format, for metric labels and tests.
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 12] = [
         Format::Png,
         Format::Jpeg,
         Format::Gif,
@@ -47,6 +49,7 @@ impl Format {
         Format::Heic,
         Format::Avif,
         Format::Heif,
+        Format::Jxl,
     ];
 
     /// The format's usual name, as users write it in `metadata.format` (`PNG`, `EXR`, …).
@@ -63,6 +66,7 @@ impl Format {
             Format::Heic => "HEIC",
             Format::Avif => "AVIF",
             Format::Heif => "HEIF",
+            Format::Jxl => "JXL",
         }
     }
 
@@ -80,6 +84,7 @@ impl Format {
             Format::Heic => "heic",
             Format::Avif => "avif",
             Format::Heif => "heif",
+            Format::Jxl => "jxl",
         }
     }
 
@@ -97,6 +102,7 @@ impl Format {
             Format::Heic => "image/heic",
             Format::Avif => "image/avif",
             Format::Heif => "image/heif",
+            Format::Jxl => "image/jxl",
         }
     }
 
@@ -114,6 +120,7 @@ impl Format {
             Format::Heic => &["heic", "heif", "hif"],
             Format::Avif => &["avif"],
             Format::Heif => &["heif", "heic", "hif"],
+            Format::Jxl => &["jxl"],
         }
     }
 
@@ -160,6 +167,10 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     }
     if bytes.starts_with(&[0x76, 0x2F, 0x31, 0x01]) {
         return Some(Format::Exr);
+    }
+    // JPEG XL: a bare codestream, or the container's signature box.
+    if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Some(Format::Jxl);
     }
     if let Some(format) = heif_brand(bytes) {
         return Some(format);
@@ -287,6 +298,8 @@ mod tests {
             None,
             "a video is no image"
         );
+        assert_eq!(sniff(&[0xFF, 0x0A, 0xFA, 0x7F]), Some(Format::Jxl));
+        assert_eq!(sniff(b"\0\0\0\x0cJXL \r\n\x87\n\0\0"), Some(Format::Jxl));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod format;
 pub mod gif;
 pub mod hash;
 pub mod heif;
+pub mod jxl;
 pub mod openexr;
 pub mod placeholder;
 pub mod structure;
@@ -372,25 +373,62 @@ fn raster(
         Format::Tiff => image::ImageFormat::Tiff,
         Format::Bmp => image::ImageFormat::Bmp,
         Format::Exr => image::ImageFormat::OpenExr,
+        Format::Jxl => {
+            let structure = jxl::structure(bytes)?;
+            facts.animation = structure.animation;
+            facts.icc_profile_bytes = structure.icc.as_ref().map(Vec::len);
+            facts.icc = structure.icc.as_deref().and_then(descriptive::icc);
+            facts.xmp = structure.xmp.as_deref().and_then(descriptive::xmp);
+            // jxl-oxide's decoder for `image`, single-threaded (files run in parallel).
+            let mut decoder = jxl_oxide::integration::JxlDecoder::new(Cursor::new(bytes))
+                .map_err(|e| classify(format, e))?;
+            decoder
+                .set_limits(decode_limits(limits))
+                .map_err(|e| classify(format, e))?;
+            described(decoder, bytes, format, limits, facts)?;
+            // The decoder gives the picture as shown (the codestream's orientation applied;
+            // an EXIF orientation does not count for JPEG XL): stored is the other way round
+            // for orientations 5-8.
+            (facts.display_width, facts.display_height) = (facts.width, facts.height);
+            if structure.orientation >= 5 {
+                (facts.width, facts.height) = (facts.display_height, facts.display_width);
+            }
+            return Ok(());
+        }
         Format::Svg | Format::Heic | Format::Avif | Format::Heif => return Ok(()),
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
-    let mut decode_limits = image::Limits::default();
-    // Room for the largest allowed picture as RGBA float, plus the decoder's own buffers.
-    decode_limits.max_alloc = Some(
-        limits
-            .max_pixels
-            .saturating_mul(16)
-            .saturating_add(64 << 20),
-    );
-    reader.limits(decode_limits);
-    let mut decoder = match reader.into_decoder() {
+    reader.limits(decode_limits(limits));
+    let decoder = match reader.into_decoder() {
         Ok(decoder) => decoder,
         Err(e @ ImageError::Unsupported(_)) if format == Format::Tiff => {
             return tiff_header_only(bytes, limits, facts, e);
         }
         Err(e) => return Err(classify(format, e)),
     };
+    described(decoder, bytes, format, limits, facts)
+}
+
+/// Room for the largest allowed picture as RGBA float, plus the decoder's own buffers.
+fn decode_limits(limits: &ProbeLimits) -> image::Limits {
+    let mut decode_limits = image::Limits::default();
+    decode_limits.max_alloc = Some(
+        limits
+            .max_pixels
+            .saturating_mul(16)
+            .saturating_add(64 << 20),
+    );
+    decode_limits
+}
+
+/// What a decoder says about the picture, then its pixels and the statistics.
+fn described<D: ImageDecoder>(
+    mut decoder: D,
+    bytes: &[u8],
+    format: Format,
+    limits: &ProbeLimits,
+    facts: &mut ImageFacts,
+) -> Result<(), ProbeError> {
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(ProbeError::Corrupt(format!("{width}x{height} image")));
@@ -409,9 +447,13 @@ fn raster(
     facts.color_type = Some(color_type.to_owned());
     facts.bit_depth = Some(bit_depth);
     facts.has_alpha = Some(has_alpha(original));
-    let icc = decoder.icc_profile().ok().flatten();
-    facts.icc_profile_bytes = icc.as_ref().map(Vec::len);
-    facts.icc = icc.as_deref().and_then(descriptive::icc);
+    // jxl-oxide renders a profile for every JPEG XL (most carry an enumerated colour
+    // encoding, not an ICC profile): the embedded one was read with its structure.
+    if format != Format::Jxl {
+        let icc = decoder.icc_profile().ok().flatten();
+        facts.icc_profile_bytes = icc.as_ref().map(Vec::len);
+        facts.icc = icc.as_deref().and_then(descriptive::icc);
+    }
     facts.cmyk = Some(
         color_type == "cmyk"
             || facts
@@ -419,17 +461,25 @@ fn raster(
                 .as_ref()
                 .is_some_and(|p| p.color_space.as_deref() == Some("CMYK")),
     );
-    facts.xmp = decoder
+    let xmp = decoder
         .xmp_metadata()
         .ok()
         .flatten()
         .and_then(|raw| descriptive::xmp(&raw));
+    facts.xmp = xmp.or(facts.xmp.take());
     facts.iptc = decoder
         .iptc_metadata()
         .ok()
         .flatten()
         .and_then(|raw| descriptive::iptc(&raw));
-    let raw_exif = decoder.exif_metadata().ok().flatten();
+    let mut raw_exif = decoder.exif_metadata().ok().flatten();
+    if format == Format::Jxl {
+        // A JPEG XL `Exif` box starts with the offset of the TIFF header, as in HEIF.
+        raw_exif = raw_exif.and_then(|raw| {
+            let skip = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?) as usize;
+            raw.get(4 + skip..).map(<[u8]>::to_vec)
+        });
+    }
     facts.exif = raw_exif.and_then(exif::summarize);
     if facts.exif.is_none() && format == Format::Tiff {
         // A TIFF is itself an EXIF structure: its IFD0 holds make, model, orientation.
