@@ -8,6 +8,11 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
+# libheif is built from source for the asset worker, against Debian's libde265 and dav1d.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends cmake libde265-dev libdav1d-dev libjpeg-dev pkg-config; \
+    rm -rf /var/lib/apt/lists/*
 # Compile-time checked queries (if any) read the committed .sqlx data: no database at build time.
 ENV SQLX_OFFLINE=true
 COPY . .
@@ -27,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates tzdata; \
+    apt-get install -y --no-install-recommends ca-certificates tzdata libde265-0 libdav1d6 libjpeg62-turbo; \
     rm -rf /var/lib/apt/lists/*; \
     useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin pipeline
 COPY --from=builder /out/ /usr/local/bin/

@@ -475,5 +475,12 @@ ensure_build_deps() {
     command -v python3 >/dev/null || missing+=(python3)
     # rdkafka's bundled librdkafka links zlib; sqlx and friends need nothing else.
     [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+    # The asset worker builds libheif (vendored by libheif-sys) with cmake, against Debian's
+    # HEVC (libde265) and AV1 (dav1d) decoders.
+    command -v cmake >/dev/null || missing+=(cmake)
+    command -v c++ >/dev/null || missing+=(g++)
+    [ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
+    [ -e /usr/include/dav1d/dav1d.h ] || missing+=(libdav1d-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

@@ -306,10 +306,16 @@ fn heif_container(
     );
     facts.exif = container.exif.and_then(exif::summarize);
     facts.xmp = container.xmp.as_deref().and_then(descriptive::xmp);
-    facts.undecoded = Some(match facts.format {
-        Format::Avif => "AV1 pictures are not decoded".to_owned(),
-        _ => "HEVC pictures are not decoded".to_owned(),
-    });
+    check_deadline(limits)?;
+    let started = Instant::now();
+    match heif::decode(bytes)? {
+        Ok(picture) => {
+            facts.decode_time = started.elapsed();
+            check_deadline(limits)?;
+            statistics(&picture, facts);
+        }
+        Err(unsupported) => facts.undecoded = Some(unsupported),
+    }
     Ok(())
 }
 
@@ -506,19 +512,22 @@ fn described<D: ImageDecoder>(
         Err(e) => return Err(classify(format, e)),
     };
     facts.decode_time = started.elapsed();
-    facts.transparent = Some(uses_alpha(&picture));
     check_deadline(limits)?;
+    statistics(&picture, facts);
+    Ok(())
+}
 
-    // One pass over the pixels: every statistic comes from this grid. Its cells cover equal
-    // areas of the picture, so colour shares and luminance are area-weighted; the placeholder
-    // gets it resampled to the picture's aspect ratio.
-    let grid = color::sample(&picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
+/// The picture statistics, from one pass over the pixels: every statistic comes from this
+/// grid. Its cells cover equal areas of the picture, so colour shares and luminance are
+/// area-weighted; the placeholder gets it resampled to the picture's aspect ratio.
+fn statistics(picture: &image::DynamicImage, facts: &mut ImageFacts) {
+    facts.transparent = Some(uses_alpha(picture));
+    let grid = color::sample(picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
     facts.phash = hash::phash(&color::luma_grid(&grid));
     facts.avg_luminance = color::average_luminance(&grid);
     facts.dominant_colors = color::dominant_colors(&grid, MAX_SWATCHES);
-    let (tw, th) = placeholder::grid_size(width, height);
+    let (tw, th) = placeholder::grid_size(picture.width(), picture.height());
     facts.thumbhash = placeholder::thumbhash(&color::resample(&grid, tw, th));
-    Ok(())
 }
 
 /// Maps a decoder error to the reason reported on the row.
