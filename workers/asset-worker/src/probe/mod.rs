@@ -256,21 +256,15 @@ pub fn probe(bytes: &[u8], limits: &ProbeLimits) -> Result<ImageFacts, ProbeErro
 /// Largest metadata item (EXIF, XMP, ICC) copied out of a HEIF container.
 const MAX_HEIF_METADATA_BYTES: usize = 4 << 20;
 
-/// HEIC, AVIF and other HEIF files: what the container says (see [`heif`]); no pixel
-/// statistics, for want of an HEVC/AV1 decoder.
+/// HEIC, AVIF and other HEIF files: what the container says (see [`heif`]), then the
+/// statistics of the picture libheif decodes.
 fn heif_container(
     bytes: &[u8],
     limits: &ProbeLimits,
     facts: &mut ImageFacts,
 ) -> Result<(), ProbeError> {
     let container = heif::container(bytes, MAX_HEIF_METADATA_BYTES)?;
-    let pixels = u64::from(container.width) * u64::from(container.height);
-    if pixels > limits.max_pixels {
-        return Err(ProbeError::TooLarge(format!(
-            "{}x{} is {pixels} pixels, the limit is {}",
-            container.width, container.height, limits.max_pixels
-        )));
-    }
+    within_limits(container.width, container.height, limits)?;
     facts.width = Some(container.width);
     facts.height = Some(container.height);
     let (display_width, display_height) = container.display();
@@ -332,29 +326,40 @@ fn tiff_header_only(
     let Some(header) = exif::tiff_header(bytes) else {
         return Err(classify(Format::Tiff, error));
     };
-    let pixels = u64::from(header.width) * u64::from(header.height);
-    if pixels > limits.max_pixels {
-        return Err(ProbeError::TooLarge(format!(
-            "{}x{} is {pixels} pixels, the limit is {}",
-            header.width, header.height, limits.max_pixels
-        )));
-    }
-    facts.width = Some(header.width);
-    facts.height = Some(header.height);
+    within_limits(header.width, header.height, limits)?;
     facts.bit_depth = header.bits_per_sample;
     facts.exif = exif::summarize(bytes.to_vec()).filter(|s| *s != Default::default());
+    set_sizes(facts, header.width, header.height);
+    facts.undecoded = Some(reason);
+    Ok(())
+}
+
+/// Refuses a picture of more pixels than the limit, before anything is decoded.
+fn within_limits(width: u32, height: u32, limits: &ProbeLimits) -> Result<(), ProbeError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(ProbeError::TooLarge(format!(
+            "{width}x{height} is {pixels} pixels, the limit is {}",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// The stored size, and the size as shown: EXIF orientations 5-8 swap width and height.
+fn set_sizes(facts: &mut ImageFacts, width: u32, height: u32) {
     let turned = facts
         .exif
         .as_ref()
         .and_then(|e| e.orientation)
         .is_some_and(|o| (5..=8).contains(&o));
+    facts.width = Some(width);
+    facts.height = Some(height);
     (facts.display_width, facts.display_height) = if turned {
-        (Some(header.height), Some(header.width))
+        (Some(height), Some(width))
     } else {
-        (Some(header.width), Some(header.height))
+        (Some(width), Some(height))
     };
-    facts.undecoded = Some(reason);
-    Ok(())
 }
 
 fn check_deadline(limits: &ProbeLimits) -> Result<(), ProbeError> {
@@ -439,15 +444,7 @@ fn described<D: ImageDecoder>(
     if width == 0 || height == 0 {
         return Err(ProbeError::Corrupt(format!("{width}x{height} image")));
     }
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels {
-        return Err(ProbeError::TooLarge(format!(
-            "{width}x{height} is {pixels} pixels, the limit is {}",
-            limits.max_pixels
-        )));
-    }
-    facts.width = Some(width);
-    facts.height = Some(height);
+    within_limits(width, height, limits)?;
     let original = decoder.original_color_type();
     let (color_type, bit_depth) = describe(original);
     facts.color_type = Some(color_type.to_owned());
@@ -491,16 +488,7 @@ fn described<D: ImageDecoder>(
         // A TIFF is itself an EXIF structure: its IFD0 holds make, model, orientation.
         facts.exif = exif::summarize(bytes.to_vec()).filter(|s| *s != Default::default());
     }
-    let turned = facts
-        .exif
-        .as_ref()
-        .and_then(|e| e.orientation)
-        .is_some_and(|o| (5..=8).contains(&o));
-    (facts.display_width, facts.display_height) = if turned {
-        (Some(height), Some(width))
-    } else {
-        (Some(width), Some(height))
-    };
+    set_sizes(facts, width, height);
     check_deadline(limits)?;
 
     let started = Instant::now();

@@ -122,7 +122,8 @@ async fn consumed_as_a_connect_sink(
             newest.insert(id, flat);
         }
     }
-    let table: Vec<(i32, i16, Option<i64>, Option<f64>, String)> =
+    type Row = (i32, i16, Option<i64>, Option<f64>, String);
+    let table: Vec<Row> =
         sqlx::query_as("SELECT id, small, big, price::float8, name FROM t ORDER BY id")
             .fetch_all(pool)
             .await
