@@ -10,6 +10,12 @@
 #    The broker's own produce → consume latency is measured in the same run as a baseline
 #    (broker_hop_p99_ms): every row crosses the broker once on its way to the analyzer.
 #
+# 3. Where the time goes (the cost breakdown in the README): CPU seconds of every process
+#    during phase 1 by role (scripts/lib/cpu_by_role.py: the walsender decoding, the
+#    analyzer's write-back connections, the reader, the broker, the analyzer, PostgreSQL's
+#    background work), the echo (write-backs decoded, published and skipped), and the baseline
+#    UPDATE again without the indexes on the analysis (index maintenance).
+#
 # Last lines: e2e_vs_sql_update_ratio=<x> and e2e_p99_ms=<y>.
 
 bench_e2e() {
@@ -56,7 +62,12 @@ bench_e2e() {
     bench_wait_done "name = 'warm-up'" 1 120
 
     log "phase 1: inserting $rows profiles"
-    local t0 t1 insert_done
+    local t0 t1 insert_done cpu_roles
+    cpu_roles=("cdc-reader=$(cat "$STACK_DIR/workers/cdc-reader.pid")"
+        "analyzer=$(cat "$STACK_DIR/workers/analyzer.pid")" "broker=$(cat "$STACK_DIR/tansu.pid")")
+    python3 "$REPO_ROOT/scripts/lib/cpu_by_role.py" snapshot "$STACK_DIR/cpu-before.json" "$DATABASE_URL" "${cpu_roles[@]}"
+    local events0
+    events0=$(bench_metric 9201 'cdc_events_total')
     t0=$(date +%s.%N)
     local chunk=10000 inserted=0
     while [ "$inserted" -lt "$rows" ]; do
@@ -71,6 +82,12 @@ bench_e2e() {
     insert_done=$(date +%s.%N)
     bench_wait_done "name = 'bench'" "$rows" 600
     t1=$(date +%s.%N)
+    python3 "$REPO_ROOT/scripts/lib/cpu_by_role.py" snapshot "$STACK_DIR/cpu-after.json" "$DATABASE_URL" "${cpu_roles[@]}"
+    log "where the CPU went during phase 1 ($(python3 -c "print(round(2 * ($t1 - $t0), 1))") CPU-seconds on 2 cores):"
+    python3 "$REPO_ROOT/scripts/lib/cpu_by_role.py" diff "$STACK_DIR/cpu-before.json" "$STACK_DIR/cpu-after.json" "$rows" >&2
+    local events1
+    events1=$(bench_metric 9201 'cdc_events_total')
+    log "echo: the reader published $(python3 -c "print(round(($events1 - $events0) / $rows, 2))") change events a profile (its insert and the write-back); the analyzer skipped $(bench_metric 9202 'analyzer_skipped_total{reason="unchanged"}') write-backs as unchanged"
     local e2e_rate
     e2e_rate=$(python3 -c "print(round($rows / ($t1 - $t0)))")
     log "pipeline: $rows profiles analyzed in $(python3 -c "print(round($t1 - $t0, 2))") s ($e2e_rate rows/s; inserts took $(python3 -c "print(round($insert_done - $t0, 2))") s)"
@@ -121,6 +138,21 @@ SQL
     local sql_rate
     sql_rate=$(python3 -c "print(round($rows / ($s1 - $s0)))")
     log "baseline: $rows rows in $(python3 -c "print(round($s1 - $s0, 2))") s ($sql_rate rows/s)"
+    log "baseline again without the indexes on analysis_result (facets GIN, the five scores)"
+    psql -q "$DATABASE_URL" -c "DROP INDEX idx_saju_profiles_analysis_facets, idx_saju_profiles_score_wood,
+        idx_saju_profiles_score_fire, idx_saju_profiles_score_earth, idx_saju_profiles_score_metal,
+        idx_saju_profiles_score_water" -c "VACUUM saju_profiles" -c "CHECKPOINT"
+    s0=$(date +%s.%N)
+    psql -q "$DATABASE_URL" -c "UPDATE saju_profiles p SET
+            year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
+            day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
+            analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
+            analysis_version = 2, analysis_input = r.analysis_input, analyzed_at = now()
+        FROM bench_results r WHERE p.id = r.id"
+    s1=$(date +%s.%N)
+    local bare_rate
+    bare_rate=$(python3 -c "print(round($rows / ($s1 - $s0)))")
+    log "baseline without the analysis indexes: $bare_rate rows/s (index maintenance: $(python3 -c "print(round(100 * (1 - $sql_rate / $bare_rate)))") % of the UPDATE)"
 
     # The slot of this run would pin WAL: drop it with the database.
     psql -q "$admin_url" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'bench_$run_id'" >/dev/null || true
@@ -128,10 +160,18 @@ SQL
 
     echo "e2e_rows_per_second=$e2e_rate"
     echo "sql_update_rows_per_second=$sql_rate"
+    echo "sql_update_without_analysis_indexes_rows_per_second=$bare_rate"
     echo "e2e_p50_ms=$p50"
     echo "broker_hop_p99_ms=$hop"
     echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
     echo "e2e_p99_ms=$p99"
+}
+
+# The sum of a metric's samples (a name with its labels, e.g. 'x_total{reason="y"}') on a
+# worker's /metrics; 0 when absent.
+bench_metric() {
+    curl -fsS -m 2 "http://127.0.0.1:$1/metrics" 2>/dev/null \
+        | awk -v name="$2" 'index($0, name) == 1 { sum += $NF } END { printf "%d\n", sum }'
 }
 
 bench_wait_ready() {

@@ -295,13 +295,14 @@ fn start(step: FakeStep, sink: FakeSink, messages: Vec<Message>, settings: Setti
 }
 
 impl Harness {
-    /// Waits (in paused time) until `done` holds, at most a simulated hour.
+    /// Waits (in paused time) until `done` holds, at most a simulated hour. Checked every
+    /// 10 ms: a state held only for a retry's backoff (80 ms at the least) is seen.
     async fn until(&self, what: &str, done: impl Fn(&Self) -> bool) {
-        for _ in 0..36_000 {
+        for _ in 0..360_000 {
             if done(self) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("never happened: {what}");
     }
