@@ -14,7 +14,8 @@
 
 bench_incremental() {
     local rows=${INCR_BENCH_ROWS:-1000000} tps=${INCR_BENCH_WRITE_TPS:-50}
-    STACK_NAME=bench-incr PG_PORT=${BENCH_INCR_PG_PORT:-55439} KAFKA_PORT=${BENCH_INCR_KAFKA_PORT:-59099}
+    # Ports of its own (scripts/check-durable-broker uses 55439/59099).
+    STACK_NAME=bench-incr PG_PORT=${BENCH_INCR_PG_PORT:-55441} KAFKA_PORT=${BENCH_INCR_KAFKA_PORT:-59101}
     unset DATABASE_URL KAFKA_BROKERS
     ensure_build_deps
     stack_up
@@ -22,7 +23,9 @@ bench_incremental() {
         export CDC_FENCING=none
     fi
     INCR_READER_PID="" INCR_WRITER_PID=""
-    trap 'kill ${INCR_WRITER_PID:-} ${INCR_READER_PID:-} 2>/dev/null; stack_down' EXIT
+    # `|| true`: under `set -e` a failing kill (nothing left to kill) would end the trap
+    # before the stack is stopped.
+    trap 'kill ${INCR_WRITER_PID:-} ${INCR_READER_PID:-} 2>/dev/null || true; stack_down' EXIT
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
     log "building the release reader"
     cargo build --quiet --release --locked -p cdc-reader
