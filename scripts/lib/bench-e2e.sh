@@ -126,32 +126,15 @@ SQL
         SELECT id, year_gan, year_ji, month_gan, month_ji, day_gan, day_ji, hour_gan, hour_ji,
                analysis_result, analysis_input FROM saju_profiles WHERE name = 'bench'"
     psql -q "$DATABASE_URL" -c "ANALYZE bench_results" -c "CHECKPOINT"
-    local s0 s1
-    s0=$(date +%s.%N)
-    psql -q "$DATABASE_URL" -c "UPDATE saju_profiles p SET
-            year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
-            day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
-            analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
-            analysis_version = 2, analysis_input = r.analysis_input, analyzed_at = now()
-        FROM bench_results r WHERE p.id = r.id"
-    s1=$(date +%s.%N)
     local sql_rate
-    sql_rate=$(python3 -c "print(round($rows / ($s1 - $s0)))")
-    log "baseline: $rows rows in $(python3 -c "print(round($s1 - $s0, 2))") s ($sql_rate rows/s)"
+    sql_rate=$(bench_baseline_update "$rows")
+    log "baseline: $sql_rate rows/s"
     log "baseline again without the indexes on analysis_result (facets GIN, the five scores)"
     psql -q "$DATABASE_URL" -c "DROP INDEX idx_saju_profiles_analysis_facets, idx_saju_profiles_score_wood,
         idx_saju_profiles_score_fire, idx_saju_profiles_score_earth, idx_saju_profiles_score_metal,
         idx_saju_profiles_score_water" -c "VACUUM saju_profiles" -c "CHECKPOINT"
-    s0=$(date +%s.%N)
-    psql -q "$DATABASE_URL" -c "UPDATE saju_profiles p SET
-            year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
-            day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
-            analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
-            analysis_version = 2, analysis_input = r.analysis_input, analyzed_at = now()
-        FROM bench_results r WHERE p.id = r.id"
-    s1=$(date +%s.%N)
     local bare_rate
-    bare_rate=$(python3 -c "print(round($rows / ($s1 - $s0)))")
+    bare_rate=$(bench_baseline_update "$rows")
     log "baseline without the analysis indexes: $bare_rate rows/s (index maintenance: $(python3 -c "print(round(100 * (1 - $sql_rate / $bare_rate)))") % of the UPDATE)"
 
     # The slot of this run would pin WAL: drop it with the database.
@@ -165,6 +148,20 @@ SQL
     echo "broker_hop_p99_ms=$hop"
     echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
     echo "e2e_p99_ms=$p99"
+}
+
+# The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.
+bench_baseline_update() {
+    local s0 s1
+    s0=$(date +%s.%N)
+    psql -q "$DATABASE_URL" -c "UPDATE saju_profiles p SET
+            year_gan = r.year_gan, year_ji = r.year_ji, month_gan = r.month_gan, month_ji = r.month_ji,
+            day_gan = r.day_gan, day_ji = r.day_ji, hour_gan = r.hour_gan, hour_ji = r.hour_ji,
+            analysis_result = r.analysis_result, analysis_status = 'done', analysis_error = NULL,
+            analysis_version = 2, analysis_input = r.analysis_input, analyzed_at = now()
+        FROM bench_results r WHERE p.id = r.id"
+    s1=$(date +%s.%N)
+    python3 -c "print(round($1 / ($s1 - $s0)))"
 }
 
 # The sum of a metric's samples (a name with its labels, e.g. 'x_total{reason="y"}') on a
