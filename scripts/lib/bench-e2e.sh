@@ -20,41 +20,10 @@
 
 bench_e2e() {
     local rows=${E2E_ROWS:-100000} rate_seconds=${E2E_STEADY_SECONDS:-60}
-    STACK_NAME=bench PG_PORT=${BENCH_PG_PORT:-55436} KAFKA_PORT=${BENCH_KAFKA_PORT:-59096}
-    unset DATABASE_URL KAFKA_BROKERS
-    ensure_build_deps
-    stack_up
-    # Tansu's PostgreSQL storage has no Kafka transactions (see scripts/up).
-    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
-        export CDC_FENCING=none
-    fi
-    # BENCH_KEEP_STACK=1 leaves PostgreSQL and the broker up (their data, the topics) after
-    # the run, for a post-mortem; scripts/down stops them.
-    trap 'bench_stop_workers; [ "${BENCH_KEEP_STACK:-0}" = 1 ] || stack_down' EXIT
-
-    log "building release binaries"
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bins --locked)
-    local bin="$REPO_ROOT/target/release"
-
-    # A fresh database and topic prefix per run, so runs do not see each other.
-    local run_id db admin_url
-    run_id="b$(date +%s)"
-    admin_url=$DATABASE_URL
-    db="e2e_$run_id"
-    psql -q "$admin_url" -c "CREATE DATABASE $db" >/dev/null
-    DATABASE_URL="${admin_url%/*}/$db"
-    export DATABASE_URL KAFKA_BROKERS TOPIC_PREFIX="$run_id" LOG_FORMAT=json
-    "$bin/analyzer" migrate >/dev/null 2>&1
-    "$bin/analyzer" create-topics >/dev/null 2>&1
-
-    mkdir -p "$STACK_DIR/logs" "$STACK_DIR/workers"
+    bench_setup
     log "starting cdc-reader and analyzer (logs in $STACK_DIR/logs)"
-    CDC_SLOT="bench_$run_id" CDC_STATUS_INTERVAL=1s METRICS_ADDR=127.0.0.1:9201 \
-        "$bin/cdc-reader" >"$STACK_DIR/logs/cdc-reader.log" 2>&1 &
-    echo $! >"$STACK_DIR/workers/cdc-reader.pid"
-    KAFKA_MAX_POLL_INTERVAL=7s KAFKA_SESSION_TIMEOUT=6s METRICS_ADDR=127.0.0.1:9202 \
-        "$bin/analyzer" >"$STACK_DIR/logs/analyzer.log" 2>&1 &
-    echo $! >"$STACK_DIR/workers/analyzer.pid"
+    bench_start_reader
+    bench_start_analyzer
     bench_wait_ready 9201 9202
 
     # Warm-up: one profile through the whole pipeline (group join, slot start).
@@ -69,16 +38,7 @@ bench_e2e() {
     local events0
     events0=$(bench_metric 9201 'cdc_events_total')
     t0=$(date +%s.%N)
-    local chunk=10000 inserted=0
-    while [ "$inserted" -lt "$rows" ]; do
-        local n=$(( rows - inserted < chunk ? rows - inserted : chunk ))
-        psql -q "$DATABASE_URL" -c "INSERT INTO saju_profiles (name, gender, birth_date)
-            SELECT 'bench', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
-                   timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
-            FROM generate_series(1, $n)"
-        inserted=$(( inserted + n ))
-        log "  inserted $inserted / $rows"
-    done
+    bench_insert_profiles "$rows" 10000
     insert_done=$(date +%s.%N)
     bench_wait_done "name = 'bench'" "$rows" 600
     t1=$(date +%s.%N)
@@ -137,9 +97,7 @@ SQL
     bare_rate=$(bench_baseline_update "$rows")
     log "baseline without the analysis indexes: $bare_rate rows/s (index maintenance: $(python3 -c "print(round(100 * (1 - $sql_rate / $bare_rate)))") % of the UPDATE)"
 
-    # The slot of this run would pin WAL: drop it with the database.
-    psql -q "$admin_url" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'bench_$run_id'" >/dev/null || true
-    psql -q "$admin_url" -c "DROP DATABASE $db WITH (FORCE)" >/dev/null || true
+    bench_drop_run
 
     echo "e2e_rows_per_second=$e2e_rate"
     echo "sql_update_rows_per_second=$sql_rate"
@@ -148,6 +106,121 @@ SQL
     echo "broker_hop_p99_ms=$hop"
     echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
     echo "e2e_p99_ms=$p99"
+}
+
+# The stack, release binaries, and a fresh database and topic prefix for this run (so runs do
+# not see each other): sets BENCH_BIN, BENCH_RUN_ID, BENCH_DB, BENCH_ADMIN_URL, DATABASE_URL.
+bench_setup() {
+    STACK_NAME=bench PG_PORT=${BENCH_PG_PORT:-55436} KAFKA_PORT=${BENCH_KAFKA_PORT:-59096}
+    unset DATABASE_URL KAFKA_BROKERS
+    ensure_build_deps
+    stack_up
+    # Tansu's PostgreSQL storage has no Kafka transactions (see scripts/up).
+    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
+        export CDC_FENCING=none
+    fi
+    # BENCH_KEEP_STACK=1 leaves PostgreSQL and the broker up (the run's database, the topics)
+    # after the run, for a post-mortem; scripts/down stops them.
+    trap 'bench_stop_workers; [ "${BENCH_KEEP_STACK:-0}" = 1 ] || stack_down' EXIT
+
+    log "building release binaries"
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bins --locked)
+    BENCH_BIN="$REPO_ROOT/target/release"
+
+    BENCH_RUN_ID="b$(date +%s)"
+    BENCH_ADMIN_URL=$DATABASE_URL
+    BENCH_DB="e2e_$BENCH_RUN_ID"
+    psql -q "$BENCH_ADMIN_URL" -c "CREATE DATABASE $BENCH_DB" >/dev/null
+    DATABASE_URL="${BENCH_ADMIN_URL%/*}/$BENCH_DB"
+    export DATABASE_URL KAFKA_BROKERS TOPIC_PREFIX="$BENCH_RUN_ID" LOG_FORMAT=json
+    "$BENCH_BIN/analyzer" migrate >/dev/null 2>&1
+    "$BENCH_BIN/analyzer" create-topics >/dev/null 2>&1
+    mkdir -p "$STACK_DIR/logs" "$STACK_DIR/workers"
+}
+
+bench_start_reader() {
+    CDC_SLOT="bench_$BENCH_RUN_ID" CDC_STATUS_INTERVAL=1s METRICS_ADDR=127.0.0.1:9201 \
+        "$BENCH_BIN/cdc-reader" >>"$STACK_DIR/logs/cdc-reader.log" 2>&1 &
+    echo $! >"$STACK_DIR/workers/cdc-reader.pid"
+}
+
+bench_start_analyzer() {
+    KAFKA_MAX_POLL_INTERVAL=7s KAFKA_SESSION_TIMEOUT=6s METRICS_ADDR=127.0.0.1:9202 \
+        "$BENCH_BIN/analyzer" >>"$STACK_DIR/logs/analyzer.log" 2>&1 &
+    echo $! >"$STACK_DIR/workers/analyzer.pid"
+}
+
+# Drops the run's slot and database, unless BENCH_KEEP_STACK=1.
+bench_drop_run() {
+    if [ "${BENCH_KEEP_STACK:-0}" = 1 ]; then
+        log "kept: database $BENCH_DB (and its slot bench_$BENCH_RUN_ID, which pins WAL until dropped)"
+    else
+        # The slot of this run would pin WAL: drop it with the database.
+        psql -q "$BENCH_ADMIN_URL" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'bench_$BENCH_RUN_ID'" >/dev/null || true
+        psql -q "$BENCH_ADMIN_URL" -c "DROP DATABASE $BENCH_DB WITH (FORCE)" >/dev/null || true
+    fi
+}
+
+# scripts/bench backlog: N profiles (BACKLOG_ROWS, default 1,000,000) inserted and published
+# while the analyzer is stopped, then drained by one analyzer: rows/s from its start until
+# every result is written, and its peak resident memory (VmHWM).
+bench_backlog() {
+    local rows=${BACKLOG_ROWS:-1000000}
+    bench_setup
+    log "starting cdc-reader only (logs in $STACK_DIR/logs)"
+    bench_start_reader
+    bench_wait_ready 9201
+    log "inserting $rows profiles while the analyzer is stopped"
+    bench_insert_profiles "$rows" 50000
+    log "waiting for the reader to publish them"
+    local published=0 started
+    started=$(date +%s)
+    while [ "$published" -lt "$rows" ]; do
+        sleep 1
+        published=$(bench_metric 9201 'cdc_events_total')
+        log "  published $published / $rows"
+        [ $(( $(date +%s) - started )) -lt 900 ] || die "the reader published only $published of $rows events"
+    done
+    log "starting the analyzer on a backlog of $rows profiles"
+    local t0 t1 pid hwm=0 now
+    t0=$(date +%s.%N)
+    bench_start_analyzer
+    pid=$(cat "$STACK_DIR/workers/analyzer.pid")
+    # Its peak memory is read while it runs (VmHWM of a process that has exited is gone).
+    (
+        while kill -0 "$pid" 2>/dev/null; do
+            now=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+            [ -n "$now" ] && echo "$now" >"$STACK_DIR/analyzer-hwm-kb"
+            sleep 0.5
+        done
+    ) &
+    local watcher=$!
+    bench_wait_done "name = 'bench'" "$rows" 3600
+    t1=$(date +%s.%N)
+    hwm=$(cat "$STACK_DIR/analyzer-hwm-kb" 2>/dev/null || echo 0)
+    bench_stop_workers
+    wait "$watcher" 2>/dev/null || true
+    local rate
+    rate=$(python3 -c "print(round($rows / ($t1 - $t0)))")
+    log "backlog: $rows profiles drained in $(python3 -c "print(round($t1 - $t0, 1))") s ($rate rows/s), analyzer peak RSS $(( hwm / 1024 )) MiB"
+    bench_drop_run
+    echo "backlog_rows=$rows"
+    echo "backlog_analyzer_peak_rss_bytes=$(( hwm * 1024 ))"
+    echo "backlog_rows_per_second=$rate"
+}
+
+# Inserts `rows` bench profiles, `chunk` rows a statement, showing progress.
+bench_insert_profiles() {
+    local rows=$1 chunk=$2 inserted=0 n
+    while [ "$inserted" -lt "$rows" ]; do
+        n=$(( rows - inserted < chunk ? rows - inserted : chunk ))
+        psql -q "$DATABASE_URL" -c "INSERT INTO saju_profiles (name, gender, birth_date)
+            SELECT 'bench', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
+                   timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
+            FROM generate_series(1, $n)"
+        inserted=$(( inserted + n ))
+        log "  inserted $inserted / $rows"
+    done
 }
 
 # The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.

@@ -2,14 +2,16 @@
 //!
 //! 1. A corpus of `BENCH_FILES` (default 2,000) ≈1-megapixel photos, half JPEG, half PNG, is
 //!    written once under `BENCH_DIR` (reused by later runs).
-//! 2. Decode only: every file read and decoded with the same `image` library on a rayon pool
-//!    of `BENCH_WORKERS` threads (default: one per CPU).
+//! 2. In process, on a rayon pool of `BENCH_WORKERS` threads (default: one per CPU): what the
+//!    worker does to each file (resolve under the root, read, probe) without the pipeline,
+//!    then a full decode of each with the `image` library — per format and for all files,
+//!    with the peak memory per thread of enrichment. `BENCH_IN_PROCESS_ONLY=1` stops here.
 //! 3. End to end: a fresh database, the real `cdc-reader` (`CDC_READER_BIN`) and the worker
 //!    (in this process, same thread count) on `DATABASE_URL` / `KAFKA_BROKERS`. After a warm-up
 //!    row (group join, slot start), every file's row is inserted in one statement; files/s is
 //!    counted from that commit until every row is `done`.
 //!
-//! Last line: `enrich_vs_decode_ratio=<enriched files/s ÷ decoded files/s>`.
+//! Last line: `enrich_vs_decode_ratio=<enriched files/s end to end ÷ decoded files/s>`.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Cursor;
@@ -71,35 +73,121 @@ fn names(files: usize) -> Vec<String> {
         .collect()
 }
 
-fn decode_only(dir: &Path, names: &[String], threads: usize) -> anyhow::Result<f64> {
+/// Files of one format (by extension), or all of them.
+fn of_format<'a>(names: &'a [String], extension: Option<&str>) -> Vec<&'a String> {
+    names
+        .iter()
+        .filter(|n| extension.is_none_or(|e| n.ends_with(e)))
+        .collect()
+}
+
+/// Files/s for `work` applied to every file on a pool of `threads` threads.
+fn files_per_second(
+    names: &[&String],
+    threads: usize,
+    work: impl Fn(&str) -> u64 + Sync,
+) -> anyhow::Result<(f64, u64)> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    // Warm the page cache so both measurements read from memory.
+    let started = Instant::now();
+    let total: u64 = pool.install(|| names.par_iter().map(|name| work(name)).sum());
+    Ok((names.len() as f64 / started.elapsed().as_secs_f64(), total))
+}
+
+/// A full decode with the `image` library: the baseline.
+fn decode(dir: &Path, name: &str) -> u64 {
+    let bytes = std::fs::read(dir.join(name)).unwrap();
+    let image = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .unwrap()
+        .decode()
+        .unwrap();
+    u64::from(image.width()) * u64::from(image.height())
+}
+
+/// What the worker does with a file (resolve under the root, read, probe), without the
+/// pipeline around it.
+fn enrich(settings: &asset_worker::enrichment::Settings, name: &str) -> u64 {
+    let input = asset_worker::change::AssetInput {
+        id: uuid::Uuid::nil(),
+        file_path: "/assets/bench/".into(),
+        file_name: name.into(),
+        stored_width: None,
+        stored_height: None,
+        position: (0, 0),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome = asset_worker::enrichment::enrich(input, settings, deadline);
+    let facts = outcome.result.unwrap();
+    assert!(facts.thumbhash.is_some(), "{name}: no statistics");
+    outcome.bytes_read
+}
+
+/// Peak resident memory of this process so far (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resident memory now (`VmRSS`), in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Enrichment alone versus a full decode alone, per format and for all files; prints the
+/// ratios and the peak memory per thread of enrichment. Returns files/s of the full decode
+/// of every file (the end-to-end baseline).
+fn in_process(base: &Path, names: &[String], threads: usize) -> anyhow::Result<f64> {
+    let dir = base.join("assets/bench");
+    // Warm the page cache so every measurement reads from memory.
     for name in names {
         std::fs::read(dir.join(name))?;
     }
-    let started = Instant::now();
-    let pixels: u64 = pool.install(|| {
-        names
-            .par_iter()
-            .map(|name| {
-                let bytes = std::fs::read(dir.join(name)).unwrap();
-                let image = image::ImageReader::new(Cursor::new(bytes))
-                    .with_guessed_format()
-                    .unwrap()
-                    .decode()
-                    .unwrap();
-                u64::from(image.width()) * u64::from(image.height())
-            })
-            .sum()
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    eprintln!(
-        "decoded {} files ({pixels} pixels) in {elapsed:.2}s",
-        names.len()
-    );
-    Ok(names.len() as f64 / elapsed)
+    let settings = asset_worker::enrichment::Settings {
+        root: asset_worker::resolve::AssetRoot::new(base)?,
+        max_file_bytes: 256 << 20,
+        max_pixels: 16384 * 8192,
+    };
+    // Enrichment first, so the peak memory is its own (a full decode holds whole pictures).
+    let before = rss();
+    let mut enriched = Vec::new();
+    for (label, extension) in [("jpeg", Some(".jpg")), ("png", Some(".png")), ("all", None)] {
+        let files = of_format(names, extension);
+        let (rate, _) = files_per_second(&files, threads, |n| enrich(&settings, n))?;
+        enriched.push((label, files, rate));
+    }
+    let per_thread = peak_rss().saturating_sub(before) / threads as u64;
+    let mut decoded_all = 0.0;
+    for (label, files, enrich_rate) in enriched {
+        let (rate, _) = files_per_second(&files, threads, |n| decode(&dir, n))?;
+        eprintln!(
+            "{label}: {} files, full decode {rate:.1} files/s, enrichment alone {enrich_rate:.1} files/s",
+            files.len()
+        );
+        println!("{label}_decode_files_per_s={rate:.1}");
+        println!("{label}_enrich_only_files_per_s={enrich_rate:.1}");
+        println!(
+            "{label}_enrich_only_vs_decode_ratio={:.3}",
+            enrich_rate / rate
+        );
+        decoded_all = rate;
+    }
+    println!("enrich_peak_rss_bytes_per_thread={per_thread}");
+    Ok(decoded_all)
 }
 
 async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Result<f64> {
@@ -207,7 +295,13 @@ async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Re
         .bind(&names[0])
         .execute(&pool)
         .await?;
-    wait_done(1, Duration::from_secs(120)).await?;
+    if let Err(e) = wait_done(1, Duration::from_secs(120)).await {
+        // A worker that stopped says why.
+        if worker.is_finished() {
+            worker.await??;
+        }
+        return Err(e);
+    }
 
     eprintln!("inserting {} rows", names.len());
     let started = Instant::now();
@@ -254,8 +348,11 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let base = corpus_dir(files)?;
     let names = names(files);
-    let decoded = decode_only(&base.join("assets/bench"), &names, threads)?;
+    let decoded = in_process(&base, &names, threads)?;
     println!("decode_files_per_s={decoded:.1}");
+    if std::env::var("BENCH_IN_PROCESS_ONLY").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
     let enriched = end_to_end(&base, &names, threads).await?;
     println!("enrich_files_per_s={enriched:.1}");
     println!(
