@@ -112,13 +112,7 @@ SQL
 # not see each other): sets BENCH_BIN, BENCH_RUN_ID, BENCH_DB, BENCH_ADMIN_URL, DATABASE_URL.
 bench_setup() {
     STACK_NAME=bench PG_PORT=${BENCH_PG_PORT:-55436} KAFKA_PORT=${BENCH_KAFKA_PORT:-59096}
-    unset DATABASE_URL KAFKA_BROKERS
-    ensure_build_deps
-    stack_up
-    # Tansu's PostgreSQL storage has no Kafka transactions (see scripts/up).
-    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
-        export CDC_FENCING=none
-    fi
+    bench_stack_up
     # BENCH_KEEP_STACK=1 leaves PostgreSQL and the broker up (the run's database, the topics)
     # after the run, for a post-mortem; scripts/down stops them.
     trap 'bench_stop_workers; [ "${BENCH_KEEP_STACK:-0}" = 1 ] || stack_down' EXIT

@@ -423,6 +423,18 @@ stop_supervised() {
 }
 
 # Brings up what is missing. Uses DATABASE_URL / KAFKA_BROKERS when set instead.
+# The stack a benchmark runs on (STACK_NAME and ports set by the caller), from a clean
+# environment: build dependencies, services up, and reader fencing the broker can carry.
+bench_stack_up() {
+    unset DATABASE_URL KAFKA_BROKERS
+    ensure_build_deps
+    stack_up
+    # Tansu's PostgreSQL storage has no Kafka transactions (see scripts/up).
+    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
+        export CDC_FENCING=none
+    fi
+}
+
 stack_up() {
     : "${STACK_NAME:?}" "${PG_PORT:?}" "${KAFKA_PORT:?}"
     STACK_DIR="$REPO_ROOT/.stack/$STACK_NAME"

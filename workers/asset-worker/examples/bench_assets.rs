@@ -124,25 +124,14 @@ fn enrich(settings: &asset_worker::enrichment::Settings, name: &str) -> u64 {
     outcome.bytes_read
 }
 
-/// Peak resident memory of this process so far (`VmHWM`), in bytes.
-fn peak_rss() -> u64 {
+/// A memory figure of this process from `/proc/self/status` (`VmHWM`: the peak so far,
+/// `VmRSS`: now), in bytes; 0 when unreadable.
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Resident memory now (`VmRSS`), in bytes.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
@@ -163,14 +152,14 @@ fn in_process(base: &Path, names: &[String], threads: usize) -> anyhow::Result<f
         max_pixels: 16384 * 8192,
     };
     // Enrichment first, so the peak memory is its own (a full decode holds whole pictures).
-    let before = rss();
+    let before = status_bytes("VmRSS");
     let mut enriched = Vec::new();
     for (label, extension) in [("jpeg", Some(".jpg")), ("png", Some(".png")), ("all", None)] {
         let files = of_format(names, extension);
         let (rate, _) = files_per_second(&files, threads, |n| enrich(&settings, n))?;
         enriched.push((label, files, rate));
     }
-    let per_thread = peak_rss().saturating_sub(before) / threads as u64;
+    let per_thread = status_bytes("VmHWM").saturating_sub(before) / threads as u64;
     let mut decoded_all = 0.0;
     for (label, files, enrich_rate) in enriched {
         let (rate, _) = files_per_second(&files, threads, |n| decode(&dir, n))?;

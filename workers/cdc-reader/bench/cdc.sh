@@ -19,13 +19,7 @@
 bench_cdc() {
     local rows=${CDC_BENCH_ROWS:-200000} tx_rows=${CDC_BENCH_TX_ROWS:-10000}
     STACK_NAME=bench-cdc PG_PORT=${BENCH_CDC_PG_PORT:-55438} KAFKA_PORT=${BENCH_CDC_KAFKA_PORT:-59098}
-    unset DATABASE_URL KAFKA_BROKERS
-    ensure_build_deps
-    stack_up
-    # Tansu's PostgreSQL storage has no Kafka transactions (see scripts/up).
-    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
-        export CDC_FENCING=none
-    fi
+    bench_stack_up
     trap 'stack_down' EXIT
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
     log "building the release reader"

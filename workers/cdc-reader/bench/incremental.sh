@@ -16,12 +16,7 @@ bench_incremental() {
     local rows=${INCR_BENCH_ROWS:-1000000} tps=${INCR_BENCH_WRITE_TPS:-50}
     # Ports of its own (scripts/check-durable-broker uses 55439/59099).
     STACK_NAME=bench-incr PG_PORT=${BENCH_INCR_PG_PORT:-55441} KAFKA_PORT=${BENCH_INCR_KAFKA_PORT:-59101}
-    unset DATABASE_URL KAFKA_BROKERS
-    ensure_build_deps
-    stack_up
-    if [ "${BROKER_STORAGE:-memory}" = postgres ] && [ -z "${CDC_FENCING:-}" ]; then
-        export CDC_FENCING=none
-    fi
+    bench_stack_up
     INCR_READER_PID="" INCR_WRITER_PID=""
     # `|| true`: under `set -e` a failing kill (nothing left to kill) would end the trap
     # before the stack is stopped.
