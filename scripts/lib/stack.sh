@@ -178,12 +178,12 @@ PY
 }
 
 # An S3-compatible server (moto, from PyPI, pinned) for tests that restart a broker whose log
-# must survive the restart (Tansu on S3 storage). Installed once into .cache/s3venv.
+# must survive the restart (Tansu on S3 storage), installed once into .cache/s3venv and run by
+# scripts/lib/s3_server.py (one request at a time: conditional writes atomic, as in S3).
 S3_SERVER_PACKAGE="moto[server]==5.2.5"
 ensure_s3_server() {
     local venv="$CACHE_DIR/s3venv"
-    S3_SERVER_BIN="$venv/bin/moto_server"
-    if [ ! -x "$S3_SERVER_BIN" ] || [ "$(cat "$venv/.package" 2>/dev/null)" != "$S3_SERVER_PACKAGE" ]; then
+    if [ ! -x "$venv/bin/moto_server" ] || [ "$(cat "$venv/.package" 2>/dev/null)" != "$S3_SERVER_PACKAGE" ]; then
         log "installing $S3_SERVER_PACKAGE into $venv"
         rm -rf "$venv"
         python3 -m venv "$venv" >/dev/null || die "python3 -m venv failed (apt-get install python3-venv)"
@@ -191,6 +191,9 @@ ensure_s3_server() {
             || die "cannot install $S3_SERVER_PACKAGE from PyPI"
         echo "$S3_SERVER_PACKAGE" >"$venv/.package"
     fi
+    S3_SERVER_BIN="$venv/bin/serial-s3-server"
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$venv/bin/python" "$REPO_ROOT/scripts/lib/s3_server.py" >"$S3_SERVER_BIN"
+    chmod 755 "$S3_SERVER_BIN"
     export S3_SERVER_BIN
 }
 
@@ -494,5 +497,8 @@ ensure_build_deps() {
     [ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
     [ -e /usr/include/dav1d/dav1d.h ] || missing+=(libdav1d-dev)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
+    # ... and libjpeg-turbo 3 (vendored by turbojpeg-sys; Debian 12 ships 2.1) with its SIMD
+    # code, which nasm assembles.
+    command -v nasm >/dev/null || missing+=(nasm)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

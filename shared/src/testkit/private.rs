@@ -235,8 +235,9 @@ impl Drop for PrivateCluster {
     }
 }
 
-/// An S3-compatible server private to one test (moto, installed by `scripts/test`), holding a
-/// bucket `tansu` so a broker's log outlives the broker's restarts.
+/// An S3-compatible server private to one test (moto's S3 behind `scripts/lib/s3_server.py`,
+/// which applies one request at a time so conditional writes are atomic, as in S3; installed by
+/// `scripts/test`), holding a bucket `tansu` so a broker's log outlives the broker's restarts.
 #[derive(Debug)]
 pub struct PrivateS3 {
     pub port: u16,

@@ -180,12 +180,20 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
+    /// A reader of committed messages (`read_committed`, what consumers see by default).
     pub async fn new(brokers: &str, topics: &[String]) -> Self {
+        Self::with_isolation(brokers, topics, "read_committed").await
+    }
+
+    /// A reader with the given `isolation.level` (`read_uncommitted` also returns messages
+    /// of transactions still open or aborted).
+    pub async fn with_isolation(brokers: &str, topics: &[String], isolation: &str) -> Self {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", unique_name("cdc_test_reader"))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            .set("isolation.level", isolation)
             .create()
             .expect("consumer");
         let mut list = TopicPartitionList::new();
