@@ -8,10 +8,11 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
-# libheif is built from source for the asset worker, against Debian's libde265 and dav1d.
+# libheif is built from source for the asset worker, against Debian's libde265 and dav1d, and
+# libjpeg-turbo 3 with its SIMD code (nasm).
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends cmake libde265-dev libdav1d-dev libjpeg-dev pkg-config; \
+    apt-get install -y --no-install-recommends cmake nasm libde265-dev libdav1d-dev libjpeg-dev pkg-config; \
     rm -rf /var/lib/apt/lists/*
 # Compile-time checked queries (if any) read the committed .sqlx data: no database at build time.
 ENV SQLX_OFFLINE=true

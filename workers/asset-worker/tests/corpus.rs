@@ -241,6 +241,98 @@ fn differences(reference: &Value, facts: &ImageFacts) -> Vec<String> {
     out
 }
 
+/// Every JPEG of the corpus: the statistics from the reduced-scale decode the worker uses stay
+/// within the documented tolerances of those from a full decode (README, "Asset statistics
+/// from a reduced decode"): average luminance within 0.01, pHash within 8 of 64 bits, the
+/// full decode's largest dominant colour within 24 (RGB distance) of one of the reduced
+/// decode's, whose share is within 0.1 of its own.
+#[test]
+fn real_jpegs_reduced_statistics_match_a_full_decode() {
+    let corpus = repo_root().join(".cache/image-corpus");
+    assert!(
+        corpus.is_dir(),
+        "no image corpus at {}: run scripts/reference/setup-images",
+        corpus.display()
+    );
+    let mut files = Vec::new();
+    files_under(&corpus, &mut files);
+    files.sort();
+    let limits = ProbeLimits {
+        max_pixels: MAX_PIXELS,
+        deadline: None,
+    };
+    let rgb = |hex: &str| -> [f64; 3] {
+        let v = u32::from_str_radix(&hex[1..], 16).unwrap();
+        [
+            f64::from(v >> 16),
+            f64::from((v >> 8) & 255),
+            f64::from(v & 255),
+        ]
+    };
+    let (mut compared, mut worst_phash, mut worst_luminance) = (0, 0, 0.0f64);
+    let (mut worst_colour, mut worst_share) = (0.0f64, 0.0f64);
+    let mut reducible = 0;
+    let mut failures = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let Ok(got) = probe(&bytes, &limits) else {
+            continue;
+        };
+        if got.format != Format::Jpeg || got.phash.is_none() {
+            continue;
+        }
+        let expected = asset_worker::probe::probe_with_full_jpeg_decode(&bytes, &limits).unwrap();
+        compared += 1;
+        // Pictures under 128 pixels on both sides are decoded in full anyway.
+        reducible += usize::from(got.width.max(got.height).unwrap_or(0) >= 128);
+        let luminance = (expected.avg_luminance.unwrap() - got.avg_luminance.unwrap()).abs();
+        let phash = asset_worker::probe::hash::phash_distance(
+            expected.phash.as_deref().unwrap(),
+            got.phash.as_deref().unwrap(),
+        )
+        .unwrap();
+        // The full decode's largest colour, and the nearest of the reduced decode's colours.
+        let top = &expected.dominant_colors[0];
+        let distance = |a: [f64; 3], b: [f64; 3]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let (colour, share) = got
+            .dominant_colors
+            .iter()
+            .map(|g| {
+                (
+                    distance(rgb(&top.hex), rgb(&g.hex)),
+                    (top.share - g.share).abs(),
+                )
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap();
+        worst_phash = worst_phash.max(phash);
+        worst_luminance = worst_luminance.max(luminance);
+        worst_colour = worst_colour.max(colour);
+        worst_share = worst_share.max(share);
+        if luminance > 0.01 || phash > 8 || colour > 24.0 || share > 0.1 {
+            failures.push(format!(
+                "{}: luminance {luminance:.4}, pHash {phash} bits, top colour {colour:.1}, share {share:.3}",
+                file.display()
+            ));
+        }
+    }
+    eprintln!(
+        "{compared} JPEGs ({reducible} of at least 128 pixels on a side): reduced vs full decode, worst pHash {worst_phash} bits, worst \
+         luminance {worst_luminance:.4}, worst top colour {worst_colour:.1}, share {worst_share:.3}"
+    );
+    assert!(
+        reducible >= 20,
+        "only {reducible} JPEGs to reduce in the corpus"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn real_image_files_agree_with_pillow() {
     let corpus = repo_root().join(".cache/image-corpus");

@@ -306,7 +306,8 @@ fn heif_container(
         Ok(picture) => {
             facts.decode_time = started.elapsed();
             check_deadline(limits)?;
-            statistics(&picture, facts);
+            let size = (picture.width(), picture.height());
+            statistics(&picture, size, facts);
         }
         Err(unsupported) => facts.undecoded = Some(unsupported),
     }
@@ -492,6 +493,14 @@ fn described<D: ImageDecoder>(
     check_deadline(limits)?;
 
     let started = Instant::now();
+    if format == Format::Jpeg {
+        if let Some(picture) = jpeg_reduced(bytes, limits) {
+            facts.decode_time = started.elapsed();
+            check_deadline(limits)?;
+            statistics(&picture, (width, height), facts);
+            return Ok(());
+        }
+    }
     let picture = match image::DynamicImage::from_decoder(decoder) {
         Ok(picture) => picture,
         Err(e @ ImageError::Unsupported(_)) if format == Format::Tiff => {
@@ -501,20 +510,96 @@ fn described<D: ImageDecoder>(
     };
     facts.decode_time = started.elapsed();
     check_deadline(limits)?;
-    statistics(&picture, facts);
+    statistics(&picture, (width, height), facts);
     Ok(())
+}
+
+/// What [`probe`] says of a JPEG with its statistics taken from a full decode instead of the
+/// reduced one (the reference the reduced decode's tolerances are measured against; tests and
+/// the benchmark only).
+#[cfg(feature = "corpus")]
+pub fn probe_with_full_jpeg_decode(
+    bytes: &[u8],
+    limits: &ProbeLimits,
+) -> Result<ImageFacts, ProbeError> {
+    let mut facts = probe(bytes, limits)?;
+    if facts.format == Format::Jpeg {
+        let picture = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+            .map_err(|e| classify(Format::Jpeg, e))?;
+        let size = (picture.width(), picture.height());
+        statistics(&picture, size, &mut facts);
+    }
+    Ok(facts)
+}
+
+/// Side (pixels) a reduced JPEG decode keeps at least along one axis: every cell of the
+/// statistics grid then averages at least 2×2 decoded pixels, each the mean of its block.
+const REDUCED_SIDE: u32 = hash::PHASH_GRID as u32 * 2;
+
+/// The pixels of a JPEG decoded at a reduced scale, for the statistics: libjpeg-turbo's inverse
+/// DCT computes 1/2, 1/4 or 1/8 of each 8×8 block (at 1/8 only its DC coefficient, the block's
+/// mean), the smallest scale that keeps [`REDUCED_SIDE`] pixels along one axis, so the inverse
+/// DCT, upsampling and colour conversion run on up to 64 times fewer pixels; only the entropy
+/// decoding stays whole. Every pixel is the mean of the block it stands for, so the grid's
+/// cells average the picture at least as well as the single pixels a full decode samples
+/// (tolerances in the tests). `None` (then the picture is decoded in full) for a picture too
+/// small to reduce, when libjpeg-turbo refuses the file or only warns about it (corrupt data it
+/// would grey-fill), and for CMYK.
+fn jpeg_reduced(bytes: &[u8], limits: &ProbeLimits) -> Option<image::DynamicImage> {
+    use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
+    let mut decompressor = Decompressor::new().ok()?;
+    let header = decompressor.read_header(bytes).ok()?;
+    if header.is_lossless || matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+        return None;
+    }
+    let within = |f: &ScalingFactor| {
+        f.scale(header.width).max(f.scale(header.height)) >= REDUCED_SIDE as usize
+    };
+    let factor = [
+        ScalingFactor::ONE_EIGHTH,
+        ScalingFactor::ONE_QUARTER,
+        ScalingFactor::ONE_HALF,
+    ]
+    .into_iter()
+    .find(within)?;
+    decompressor.set_scaling_factor(factor).ok()?;
+    let (width, height) = (factor.scale(header.width), factor.scale(header.height));
+    if (width * height) as u64 > limits.max_pixels {
+        return None;
+    }
+    let grey = header.colorspace == Colorspace::Gray;
+    let (format, channels) = if grey {
+        (PixelFormat::GRAY, 1)
+    } else {
+        (PixelFormat::RGB, 3)
+    };
+    let mut pixels = vec![0u8; width * height * channels];
+    let image = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width,
+        pitch: width * channels,
+        height,
+        format,
+    };
+    decompressor.decompress(bytes, image).ok()?;
+    let (width, height) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
+    if grey {
+        image::GrayImage::from_raw(width, height, pixels).map(image::DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(width, height, pixels).map(image::DynamicImage::ImageRgb8)
+    }
 }
 
 /// The picture statistics, from one pass over the pixels: every statistic comes from this
 /// grid. Its cells cover equal areas of the picture, so colour shares and luminance are
 /// area-weighted; the placeholder gets it resampled to the picture's aspect ratio.
-fn statistics(picture: &image::DynamicImage, facts: &mut ImageFacts) {
+fn statistics(picture: &image::DynamicImage, (width, height): (u32, u32), facts: &mut ImageFacts) {
     facts.transparent = Some(uses_alpha(picture));
     let grid = color::sample(picture, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32);
     facts.phash = hash::phash(&color::luma_grid(&grid));
     facts.avg_luminance = color::average_luminance(&grid);
     facts.dominant_colors = color::dominant_colors(&grid, MAX_SWATCHES);
-    let (tw, th) = placeholder::grid_size(picture.width(), picture.height());
+    let (tw, th) = placeholder::grid_size(width, height);
     facts.thumbhash = placeholder::thumbhash(&color::resample(&grid, tw, th));
 }
 

@@ -332,3 +332,105 @@ fn png_xmp() {
     assert_eq!(xmp.creator, ["Kim Minji"]);
     assert_eq!(xmp.rights.as_deref(), Some("CC BY 4.0"));
 }
+
+/// The statistics of a JPEG come from a reduced-scale decode ([`jpeg_reduced`]); they stay
+/// within these tolerances of the same statistics computed from a full decode (README, "Asset
+/// statistics from a reduced decode"): the 32×32 sample grid within 3 per channel on average
+/// (0–255) and 32 in any cell (where an edge crosses it), average luminance within 0.01, pHash within 8 of 64 bits, the
+/// full decode's largest dominant colour within 24 (RGB distance) of one of the reduced
+/// decode's, whose share is within 0.1 of its own.
+#[test]
+fn reduced_jpeg_statistics_match_a_full_decode() {
+    let grey = |w, h, seed| {
+        let luma = image::DynamicImage::ImageRgb8(corpus::picture(w, h, seed)).to_luma8();
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&luma)
+            .unwrap();
+        out
+    };
+    let files = [
+        ("200x150 q90", corpus::jpeg(200, 150, 1, 90)),
+        ("640x480 q85", corpus::jpeg(640, 480, 2, 85)),
+        ("1600x1200 q85", corpus::jpeg(1600, 1200, 3, 85)),
+        ("3000x2000 q75", corpus::jpeg(3000, 2000, 4, 75)),
+        ("1024x4000 q92", corpus::jpeg(1024, 4000, 5, 92)),
+        ("97x61 q80", corpus::jpeg(97, 61, 6, 80)),
+        ("grey 1800x1200", grey(1800, 1200, 7)),
+    ];
+    for (name, bytes) in files {
+        let full = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap();
+        let (w, h) = (full.width(), full.height());
+        let Some(reduced) = jpeg_reduced(&bytes, &limits()) else {
+            assert!(w.max(h) < 2 * REDUCED_SIDE, "{name}: not reduced");
+            continue;
+        };
+        // The smallest scale (1/8, 1/4 or 1/2) that keeps REDUCED_SIDE pixels along one axis.
+        let (long, reduced_long) = (w.max(h), reduced.width().max(reduced.height()));
+        assert!(
+            reduced_long >= REDUCED_SIDE
+                && (reduced_long < 2 * REDUCED_SIDE || long / reduced_long == 8),
+            "{name}: decoded at {}x{}",
+            reduced.width(),
+            reduced.height()
+        );
+
+        let grid = |p: &image::DynamicImage| {
+            color::sample(p, hash::PHASH_GRID as u32, hash::PHASH_GRID as u32)
+        };
+        let (a, b) = (grid(&full), grid(&reduced));
+        let diffs: Vec<u32> = a
+            .rgba
+            .iter()
+            .zip(&b.rgba)
+            .map(|(x, y)| u32::from(x.abs_diff(*y)))
+            .collect();
+        let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+        let worst = diffs.iter().copied().max().unwrap();
+
+        let mut expected = ok(&bytes);
+        statistics(&full, (w, h), &mut expected);
+        let got = ok(&bytes);
+        let luminance = (expected.avg_luminance.unwrap() - got.avg_luminance.unwrap()).abs();
+        let phash = hash::phash_distance(
+            expected.phash.as_deref().unwrap(),
+            got.phash.as_deref().unwrap(),
+        )
+        .unwrap();
+        let rgb = |hex: &str| -> [f64; 3] {
+            let v = u32::from_str_radix(&hex[1..], 16).unwrap();
+            [(v >> 16) as f64, ((v >> 8) & 255) as f64, (v & 255) as f64]
+        };
+        // The full decode's largest colour, and the nearest of the reduced decode's colours.
+        let top = &expected.dominant_colors[0];
+        let (colour, share) = got
+            .dominant_colors
+            .iter()
+            .map(|g| {
+                let (a, b) = (rgb(&top.hex), rgb(&g.hex));
+                let d = (0..3).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
+                (d, (top.share - g.share).abs())
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap();
+        eprintln!(
+            "{name}: grid mean {mean:.2} worst {worst}, luminance {luminance:.4}, pHash {phash} bits, \
+             top colour {colour:.1} share {share:.3}, thumbhash {} vs {}",
+            expected.thumbhash.as_deref().unwrap(),
+            got.thumbhash.as_deref().unwrap()
+        );
+        assert!(
+            mean <= 3.0 && worst <= 32,
+            "{name}: grid mean {mean:.2}, worst {worst}"
+        );
+        assert!(
+            luminance <= 0.01,
+            "{name}: luminance differs by {luminance}"
+        );
+        assert!(phash <= 8, "{name}: pHash differs in {phash} bits");
+        assert!(
+            colour <= 24.0 && share <= 0.1,
+            "{name}: top colour {colour}, share {share}"
+        );
+    }
+}
