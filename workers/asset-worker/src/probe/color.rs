@@ -17,7 +17,7 @@ pub struct Grid {
 }
 
 /// Most samples averaged per grid cell along each axis.
-pub const SAMPLES_PER_CELL: u32 = 6;
+const SAMPLES_PER_CELL: u32 = 6;
 
 /// Samples `image` into a `width`×`height` grid; each cell is the mean of up to
 /// `SAMPLES_PER_CELL`² pixels evenly spread over the area it covers.
