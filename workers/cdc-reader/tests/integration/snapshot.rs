@@ -206,8 +206,27 @@ async fn a_deposed_leader_cannot_mark_the_snapshot_complete() {
             .await
             .unwrap();
     assert!(locked);
-    // Deposed: its lock session ended.
+    // Deposed: its lock session ended. Closing only sends Terminate; the backend releases the
+    // lock when it has exited, so wait for that before asking.
     lock.close().await.unwrap();
+    let gone = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = $1)",
+        )
+        .bind(pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if !held {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < gone,
+            "backend {pid} still holds its lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let refused = cdc_reader::slot::mark_snapshot_done(&db.pool, &slot, pid).await;
     assert!(
         matches!(refused, Err(cdc_reader::Error::LeadershipLost)),
