@@ -140,7 +140,7 @@ bench_start_reader() {
 
 bench_start_analyzer() {
     KAFKA_MAX_POLL_INTERVAL=7s KAFKA_SESSION_TIMEOUT=6s METRICS_ADDR=127.0.0.1:9202 \
-        "$BENCH_BIN/analyzer" >>"$STACK_DIR/logs/analyzer.log" 2>&1 &
+        ${BENCH_ANALYZER_WRAPPER:-} "$BENCH_BIN/analyzer" >>"$STACK_DIR/logs/analyzer.log" 2>&1 &
     echo $! >"$STACK_DIR/workers/analyzer.pid"
 }
 
