@@ -71,7 +71,28 @@ pub enum RowState {
     Locked,
 }
 
+/// Times a write that found no row is tried again before the row is taken as deleted.
+///
+/// A change event can arrive before its transaction is visible to other sessions: PostgreSQL
+/// writes the commit record, which logical decoding reads, before the committing backend
+/// leaves the list of running transactions, and on a busy machine the whole trip through the
+/// reader and the broker fits in between (five inserts of one transaction were once found
+/// "missing" that way and never analyzed). With the deferral backoff (20 ms doubling to 1 s)
+/// eight tries cover about 3 s; a row that is really gone costs its event that long.
+pub const MISSING_ROW_RECHECKS: u32 = 8;
+
 impl RowState {
+    /// Whether an entry whose write found its row in this state is tried again shortly
+    /// (`deferrals`: how often it was already): rows held by another transaction always, rows
+    /// not found up to [`MISSING_ROW_RECHECKS`] times.
+    pub fn retry(self, deferrals: u32) -> bool {
+        match self {
+            RowState::Locked => true,
+            RowState::Missing => deferrals < MISSING_ROW_RECHECKS,
+            RowState::Written | RowState::Current | RowState::Stale => false,
+        }
+    }
+
     /// Reads the statement's `state` text.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
@@ -82,5 +103,21 @@ impl RowState {
             "locked" => RowState::Locked,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_rows_are_always_retried_missing_ones_a_bounded_number_of_times() {
+        assert!(RowState::Locked.retry(1_000));
+        assert!(RowState::Missing.retry(0));
+        assert!(RowState::Missing.retry(MISSING_ROW_RECHECKS - 1));
+        assert!(!RowState::Missing.retry(MISSING_ROW_RECHECKS));
+        for settled in [RowState::Written, RowState::Current, RowState::Stale] {
+            assert!(!settled.retry(0), "{settled:?}");
+        }
     }
 }

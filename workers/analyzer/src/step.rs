@@ -308,12 +308,13 @@ impl Analyzer {
         let mut stale = 0u64;
         let settled = plans
             .into_iter()
-            .map(|plan| match plan {
+            .zip(batch)
+            .map(|(plan, entry)| match plan {
                 Plan::Superseded => Settled::Done(Vec::new()),
                 Plan::Analysis(i) => {
                     let outcome = &computed[i];
                     match analyzed.get(&outcome.profile.id) {
-                        Some(row) if row.state == RowState::Locked => Settled::Deferred,
+                        Some(row) if row.state.retry(entry.deferrals) => Settled::Deferred,
                         Some(row) if matches!(row.state, RowState::Written | RowState::Current) => {
                             written += u64::from(row.state == RowState::Written);
                             Settled::Done(self.outputs_of_analysis(outcome, row))
@@ -327,7 +328,7 @@ impl Analyzer {
                 Plan::Rejection(i) => {
                     let (id, reason) = &rejections[i];
                     match rejected.get(id) {
-                        Some(row) if row.state == RowState::Locked => Settled::Deferred,
+                        Some(row) if row.state.retry(entry.deferrals) => Settled::Deferred,
                         Some(row) if matches!(row.state, RowState::Written | RowState::Current) => {
                             self.metrics.errors.with_label_values(&["malformed"]).inc();
                             Settled::Done(outputs_of_rejection(

@@ -374,7 +374,7 @@ impl Assets {
                 let row = written
                     .get(&outcome.input.id)
                     .filter(|_| newest.get(&outcome.input.id) == Some(&i));
-                if row.is_some_and(|r| r.state == RowState::Locked) {
+                if row.is_some_and(|r| r.state.retry(entry.deferrals)) {
                     return Settled::Deferred;
                 }
                 let is_written = row.is_some_and(|r| r.state == RowState::Written);

@@ -314,3 +314,101 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
         .unwrap();
     db.drop_database().await;
 }
+
+/// A change event can reach the analyzer before its transaction is visible to other sessions
+/// (the commit record is decoded before the committing backend leaves the running list). The
+/// write then finds no row; it is tried again instead of being dropped as a deleted row.
+#[tokio::test]
+async fn an_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
+    let env = TestEnv::get();
+    let db = env.database("analyzer").await;
+    let prefix = unique_name("t");
+    let kafka = env.kafka(&prefix);
+    ensure_topics(&kafka, &crate::test_topics(&prefix))
+        .await
+        .unwrap();
+    let topic = kafka.cdc_topic("public", "saju_profiles");
+    let producer: FutureProducer = producer_config(&kafka, "test").create().unwrap();
+    let send = |payload: Vec<u8>, id: Uuid| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            let key = format!("{{\"id\":\"{id}\"}}");
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    };
+    let status = |id: Uuid| {
+        let db = &db;
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT analysis_status FROM saju_profiles WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    // Warm-up: the worker has joined its group and consumes.
+    let warm = insert(&db, "warm-up", "M", "1990-05-05 10:00:00+09", true, false).await;
+    send(envelope("c", wal_row(&row_of(&db, warm).await), 100), warm).await;
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(analyzer::run(config(&env, &db, &prefix), shutdown.clone()));
+    wait_for("the warm-up analysis", Duration::from_secs(90), || async {
+        (status(warm).await.as_deref() == Some("done")).then_some(())
+    })
+    .await;
+
+    // The insert is made but not yet visible when its event arrives.
+    let id: Uuid = sqlx::query_scalar("SELECT gen_random_uuid()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO saju_profiles (id, name, gender, birth_date, is_solar, is_leap_month) \
+         VALUES ($1, 'late', 'F', '2024-02-04 17:28:00+09', true, false)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let row = json!({
+        "id": id, "name": "late", "gender": "F", "birth_date": "2024-02-04 08:28:00+00",
+        "is_solar": true, "is_leap_month": false, "analysis_input": null,
+        "analysis_status": "pending",
+    });
+    send(envelope("c", row, 200), id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(id).await, None, "not visible before the commit");
+    tx.commit().await.unwrap();
+
+    wait_for(
+        "the late row's analysis",
+        Duration::from_secs(60),
+        || async { (status(id).await.as_deref() == Some("done")).then_some(()) },
+    )
+    .await;
+    let written = row_of(&db, id).await;
+    assert_eq!(
+        written["codes"],
+        json!([0, 14, 2, 12, 4, 20, 7, 19]),
+        "{written}"
+    );
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("stops within 30 s")
+        .unwrap()
+        .unwrap();
+    db.drop_database().await;
+}
