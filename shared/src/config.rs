@@ -66,7 +66,10 @@ pub struct KafkaArgs {
     pub topic_prefix: String,
 
     /// Extra librdkafka properties, `key=value` (repeatable; env: comma-separated), e.g.
-    /// `security.protocol=SASL_PLAINTEXT`. Applied last, so they override the defaults.
+    /// `security.protocol=SASL_PLAINTEXT`. Applied last, so they override the defaults
+    /// (consumers prefetch at most `queued.max.messages.kbytes=4096`,
+    /// `queued.min.messages=1000` and `max.partition.fetch.bytes=262144`, and fetch again
+    /// after `fetch.queue.backoff.ms=10` when that queue was full).
     /// librdkafka is built without OpenSSL here: no TLS to the broker, SASL is PLAIN only.
     /// Values are never printed (`--help` and error messages included): they may hold
     /// credentials. Unknown properties and invalid values are refused at start-up.

@@ -57,10 +57,30 @@ pub fn consumer_config(
         // instead of waiting for the commit. A transaction that is aborted (its session failed,
         // or a deposed leader was fenced) is sent again by the next session, and processing a
         // change twice changes nothing.
-        .set("isolation.level", "read_uncommitted");
+        .set("isolation.level", "read_uncommitted")
+        // librdkafka prefetches up to 64 MiB and 100,000 messages a partition by default and
+        // holds each fetched batch decompressed: on a backlog that, not the worker, was most
+        // of the analyzer's memory. A few thousand events ahead keep the workers busy (the
+        // bench's drain rate did not change; README, "Memory on a backlog").
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+        .set("queued.min.messages", PREFETCH_MESSAGES_PER_PARTITION)
+        .set("max.partition.fetch.bytes", FETCH_BYTES_PER_PARTITION)
+        // With bounds this small the queue is often full when a fetch is due; librdkafka then
+        // waits a whole second before it asks again (the default), which capped a consumer at
+        // a few MiB a second and let a steady 1,000 profiles/s fall a minute behind.
+        .set("fetch.queue.backoff.ms", PREFETCH_BACKOFF_MS);
     apply_overrides(&mut config, kafka);
     config
 }
+
+/// The consumers' prefetch bounds (each can be changed with `KAFKA_PROPERTIES`).
+pub const PREFETCH_KBYTES: &str = "4096";
+/// Messages librdkafka tries to keep queued for each assigned partition.
+pub const PREFETCH_MESSAGES_PER_PARTITION: &str = "1000";
+/// Bytes a fetch asks for from each partition.
+pub const FETCH_BYTES_PER_PARTITION: &str = "262144";
+/// How long a partition's next fetch waits when the prefetch queue was full.
+pub const PREFETCH_BACKOFF_MS: &str = "10";
 
 fn apply_overrides(config: &mut ClientConfig, kafka: &KafkaArgs) {
     for (key, value) in &kafka.properties {

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     if let Command::Chart(args) = &cli.command {
         return chart(args);
     }
+    shared::process::bound_allocator_memory();
     shared::process::run_main("analyzer", &cli.telemetry, async move {
         match cli.command {
             Command::Run(config) => {
