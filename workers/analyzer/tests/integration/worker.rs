@@ -78,6 +78,19 @@ async fn insert(
     .unwrap()
 }
 
+/// Publishes a change event keyed by the row's id, as the CDC reader does.
+async fn publish(producer: &FutureProducer, topic: &str, payload: Vec<u8>, id: Uuid) {
+    let key = format!("{{\"id\":\"{id}\"}}");
+    producer
+        .send(
+            FutureRecord::to(topic).key(&key).payload(&payload),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
 /// The row as the CDC reader would publish it.
 fn wal_row(row: &Value) -> Value {
     json!({
@@ -104,21 +117,7 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
     let no_leap = insert(&db, "없는 윤달", "M", "2021-04-10 10:00:00+09", false, true).await;
 
     let producer: FutureProducer = producer_config(&kafka, "test").create().unwrap();
-    let send = |payload: Vec<u8>, id: Uuid| {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        async move {
-            let key = format!("{{\"id\":\"{id}\"}}");
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-    };
+    let send = |payload: Vec<u8>, id: Uuid| publish(&producer, &topic, payload, id);
     for (i, id) in [solar, lunar, too_old, no_leap].into_iter().enumerate() {
         let row = row_of(&db, id).await;
         send(envelope("c", wal_row(&row), 100 + i as u64), id).await;
@@ -329,21 +328,7 @@ async fn an_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
         .unwrap();
     let topic = kafka.cdc_topic("public", "saju_profiles");
     let producer: FutureProducer = producer_config(&kafka, "test").create().unwrap();
-    let send = |payload: Vec<u8>, id: Uuid| {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        async move {
-            let key = format!("{{\"id\":\"{id}\"}}");
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-    };
+    let send = |payload: Vec<u8>, id: Uuid| publish(&producer, &topic, payload, id);
     let status = |id: Uuid| {
         let db = &db;
         async move {
