@@ -388,6 +388,29 @@ async fn an_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
         json!([0, 14, 2, 12, 4, 20, 7, 19]),
         "{written}"
     );
+    // Downstream sees its result event too.
+    let results: StreamConsumer =
+        consumer_config(&kafka, &env.consumer(), &unique_name("results"), "test")
+            .create()
+            .unwrap();
+    results
+        .subscribe(&[&crate::results_topic(&prefix)])
+        .unwrap();
+    let event = loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), results.recv())
+            .await
+            .expect("the late row's result event")
+            .unwrap();
+        let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        if event["profile_id"] == json!(id.to_string()) {
+            break event;
+        }
+    };
+    assert_eq!(event["status"], "done", "{event}");
+    assert_eq!(
+        event["result"]["codes"],
+        json!([0, 14, 2, 12, 4, 20, 7, 19])
+    );
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), worker)
