@@ -266,11 +266,15 @@ impl Reader {
                     format!("not streaming: {}", error_chain(e)),
                 ),
             }
-            if outcome.is_err() && self.publisher.is_transactional() {
-                // Nothing more from this producer: what it left uncommitted is aborted by
-                // the next leader's producer (this process's or another's), which resends it.
+            if self.publisher.is_transactional()
+                && (outcome.is_err() || self.publisher.transaction_open())
+            {
+                // Nothing more from this producer: what it left uncommitted (a failed session,
+                // or one stopped at its shutdown deadline) is aborted, by itself if it can,
+                // else by the next leader's producer; the next session resends it.
                 self.publisher
-                    .replace()
+                    .retire()
+                    .await
                     .map_err(Error::kafka("recreating the producer"))?;
             }
             drop(leadership);

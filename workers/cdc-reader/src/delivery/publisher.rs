@@ -15,6 +15,10 @@ use super::tracker::{Tracker, TxSeq};
 use crate::error::Error;
 use crate::metrics::Metrics;
 
+/// How long a failed session's producer may take to abort its transaction
+/// ([`Publisher::retire`]).
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A message as handed to the producer.
 type Record<'a> = BaseRecord<'a, [u8], [u8], Box<InFlight>>;
 
@@ -592,6 +596,45 @@ impl Publisher {
         self.replace()?;
         self.tracker.metrics.producer_resets.inc();
         Ok(())
+    }
+
+    /// Whether a Kafka transaction is open or committing (a session that stopped at its
+    /// shutdown deadline may leave one).
+    pub fn transaction_open(&self) -> bool {
+        let txn = self.txn();
+        txn.open || txn.committing
+    }
+
+    /// Ends a failed session's transactional producer: its open transaction is aborted first
+    /// (librdkafka purges what is queued, waits for the produce requests already on the wire,
+    /// then sends the abort), so that nothing of it reaches the broker after the next
+    /// producer's fencing and no consumer waits on the transaction until it times out; then
+    /// the producer is replaced. Best effort, for at most [`ABORT_TIMEOUT`]: a producer that
+    /// cannot abort (fenced, broker unreachable, a commit still running) is replaced all the
+    /// same, and the next producer's fencing aborts its transaction at the broker.
+    pub async fn retire(&self) -> Result<(), KafkaError> {
+        if self.transaction_open() && self.initialized.load(std::sync::atomic::Ordering::Acquire) {
+            // What the abort purges is not to be counted against the next session.
+            self.tracker.reset();
+            let producer = self.current();
+            let started = Instant::now();
+            let aborted =
+                tokio::task::spawn_blocking(move || producer.abort_transaction(ABORT_TIMEOUT))
+                    .await;
+            match aborted {
+                Ok(Ok(())) => tracing::info!(
+                    took = ?started.elapsed(),
+                    "aborted the failed session's transaction"
+                ),
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "could not abort the failed session's transaction; the next producer's \
+                     fencing aborts it"
+                ),
+                Err(_) => {}
+            }
+        }
+        self.replace()
     }
 
     /// [`Publisher::reset`] as a matter of course, not counted: a transactional publisher
