@@ -81,6 +81,13 @@ pub enum RowState {
 /// eight tries cover about 3 s; a row that is really gone costs its event that long.
 pub const MISSING_ROW_RECHECKS: u32 = 8;
 
+/// The wait before each try again of a row held or not found (the consumer runtime's default
+/// deferral backoff, and the analyzer's re-read of a row whose change was too large).
+pub const RECHECK_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
+    initial: std::time::Duration::from_millis(20),
+    max: std::time::Duration::from_secs(1),
+};
+
 impl RowState {
     /// Whether an entry whose write found its row in this state is tried again shortly
     /// (`deferrals`: how often it was already): rows held by another transaction always, rows

@@ -314,10 +314,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(30),
             max_message_bytes: 1_000_000,
             backoff: Backoff::default(),
-            defer_backoff: Backoff {
-                initial: Duration::from_millis(20),
-                max: Duration::from_secs(1),
-            },
+            defer_backoff: crate::db::RECHECK_BACKOFF,
             health_interval: Duration::from_secs(5),
             fault: Fault::from_env(),
         }

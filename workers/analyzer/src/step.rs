@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use saju::Options;
 use serde_json::Value;
 use shared::consume::{Decision, Entry, Letter, Message, Output, Prepared, Settled, WriteError};
-use shared::db::RowState;
+use shared::db::{RowState, MISSING_ROW_RECHECKS, RECHECK_BACKOFF};
 use shared::dlq::Kind;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -192,9 +192,12 @@ impl Analyzer {
         }
     }
 
-    /// Reads a row whose change event could not be published.
+    /// Reads a row whose change event could not be published. A row not found is read again
+    /// up to [`MISSING_ROW_RECHECKS`] times before it counts as deleted: the dead letter can
+    /// arrive before the transaction that wrote the row is visible (see [`shared::db`]).
     async fn fetch(&self, id: Uuid, position: (u64, u64)) -> Prepared<Work> {
         let mut attempt = 0;
+        let mut rechecks = 0;
         let row = loop {
             let fetched: Result<Option<Value>, sqlx::Error> = sqlx::query_scalar(
                 "SELECT jsonb_build_object('id', id, 'birth_date', birth_date::text, 'is_solar', is_solar, \
@@ -206,6 +209,10 @@ impl Analyzer {
             .fetch_optional(&self.pool)
             .await;
             match fetched {
+                Ok(None) if rechecks < MISSING_ROW_RECHECKS => {
+                    rechecks += 1;
+                    tokio::time::sleep(RECHECK_BACKOFF.delay(rechecks)).await;
+                }
                 Ok(row) => break row,
                 Err(e) => {
                     attempt += 1;

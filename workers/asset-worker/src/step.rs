@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::consume::{Decision, Entry, Letter, Message, Output, Prepared, Settled, WriteError};
-use shared::db::RowState;
+use shared::db::{RowState, MISSING_ROW_RECHECKS, RECHECK_BACKOFF};
 use shared::dlq::Kind;
 use shared::envelope::{ChangeEvent, Op, Source};
 use sqlx::PgPool;
@@ -276,9 +276,12 @@ impl Assets {
     }
 
     /// Reads a row whose change event could not be published and decides on it as if the
-    /// event had carried it.
+    /// event had carried it. A row not found is read again up to [`MISSING_ROW_RECHECKS`]
+    /// times before it counts as deleted: the dead letter can arrive before the transaction
+    /// that wrote the row is visible (see [`shared::db`]).
     async fn fetch(&self, id: Uuid, position: (u64, u64)) -> Option<Work> {
         let mut attempt = 0;
+        let mut rechecks = 0;
         let row = loop {
             let fetched: Result<Option<Value>, sqlx::Error> = sqlx::query_scalar(
                 "SELECT jsonb_build_object('id', id, 'file_path', file_path, 'file_name', file_name, \
@@ -292,6 +295,10 @@ impl Assets {
             .fetch_optional(&self.pool)
             .await;
             match fetched {
+                Ok(None) if rechecks < MISSING_ROW_RECHECKS => {
+                    rechecks += 1;
+                    tokio::time::sleep(RECHECK_BACKOFF.delay(rechecks)).await;
+                }
                 Ok(row) => break row?,
                 Err(e) => {
                     attempt += 1;

@@ -319,6 +319,27 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
 /// write then finds no row; it is tried again instead of being dropped as a deleted row.
 #[tokio::test]
 async fn an_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
+    late_insert_is_analyzed(Via::ChangeEvent).await;
+}
+
+/// The same race for an insert whose change was too large for the broker: the reader's
+/// `too_large` dead letter makes the analyzer read the row from the table, and a row not found
+/// there yet is read again instead of being taken as deleted.
+#[tokio::test]
+async fn a_too_large_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
+    late_insert_is_analyzed(Via::TooLargeLetter).await;
+}
+
+/// How the late insert reaches the analyzer.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// Its change event on the CDC topic.
+    ChangeEvent,
+    /// The reader's dead letter for a change too large to publish, on the CDC topic's `.dlq`.
+    TooLargeLetter,
+}
+
+async fn late_insert_is_analyzed(via: Via) {
     let env = TestEnv::get();
     let db = env.database("analyzer").await;
     let prefix = unique_name("t");
@@ -371,7 +392,31 @@ async fn an_insert_seen_before_its_transaction_is_visible_is_still_analyzed() {
         "is_solar": true, "is_leap_month": false, "analysis_input": null,
         "analysis_status": "pending",
     });
-    send(envelope("c", row, 200), id).await;
+    match via {
+        Via::ChangeEvent => send(envelope("c", row, 200), id).await,
+        Via::TooLargeLetter => {
+            let key = format!("{{\"id\":\"{id}\"}}");
+            let change = json!({
+                "op": "c", "schema": "public", "table": "saju_profiles", "lsn": 200,
+                "commit_lsn": 200, "xid": 7, "ts": null, "bytes": 2_000_000,
+            });
+            let failure = shared::dlq::Failure {
+                kind: shared::dlq::Kind::TooLarge,
+                reason: "too_large",
+                message: "change event of 2000000 bytes is larger than message.max.bytes",
+            };
+            let letter = shared::dlq::unpublished(
+                &topic,
+                Some(key.as_bytes()),
+                change,
+                failure,
+                "cdc-reader",
+                chrono::Utc::now(),
+            );
+            let dlq = shared::topics::dlq_topic(&topic);
+            publish(&producer, &dlq, letter.to_string().into_bytes(), id).await;
+        }
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status(id).await, None, "not visible before the commit");
     tx.commit().await.unwrap();
