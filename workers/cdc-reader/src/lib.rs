@@ -271,9 +271,11 @@ impl Reader {
             {
                 // Nothing more from this producer: what it left uncommitted (a failed session,
                 // or one stopped at its shutdown deadline) is aborted, by itself if it can,
-                // else by the next leader's producer; the next session resends it.
+                // else by the next leader's producer; the next session resends it. A producer
+                // whose acknowledgements stopped could not abort.
+                let can_abort = !matches!(outcome, Err(Error::ProducerLost(_)));
                 self.publisher
-                    .retire()
+                    .retire(can_abort)
                     .await
                     .map_err(Error::kafka("recreating the producer"))?;
             }
