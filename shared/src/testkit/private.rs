@@ -353,7 +353,7 @@ impl PrivateBroker {
 
     /// Stops the broker (SIGTERM, as a service manager restarting it would) and leaves it down.
     pub fn stop(&mut self) {
-        self.resume();
+        self.wake();
         if let Some(mut child) = self.child.take() {
             let _ = StdCommand::new("kill")
                 .args(["-TERM", &child.id().to_string()])
@@ -418,7 +418,7 @@ impl PrivateBroker {
     }
 
     fn kill(&mut self) {
-        self.resume();
+        self.wake();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -433,6 +433,17 @@ impl PrivateBroker {
     /// Lets a paused broker run again.
     pub fn resume(&self) {
         self.signal("-CONT");
+    }
+
+    /// Lets the broker run again if it is paused, before it is stopped or killed. Quietly: the
+    /// process may have exited already (a launch that failed is killed this way too).
+    fn wake(&self) {
+        if let Some(child) = &self.child {
+            let _ = StdCommand::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     fn signal(&self, signal: &str) {
