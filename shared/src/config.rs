@@ -67,7 +67,7 @@ pub struct KafkaArgs {
 
     /// Extra librdkafka properties, `key=value` (repeatable; env: comma-separated), e.g.
     /// `security.protocol=SASL_PLAINTEXT`. Applied last, so they override the defaults
-    /// (consumers prefetch at most `queued.max.messages.kbytes=4096`,
+    /// (consumers prefetch at most `queued.max.messages.kbytes=1024`,
     /// `queued.min.messages=1000` and `max.partition.fetch.bytes=262144`, and fetch again
     /// after `fetch.queue.backoff.ms=10` when that queue was full).
     /// librdkafka is built without OpenSSL here: no TLS to the broker, SASL is PLAIN only.
@@ -220,8 +220,8 @@ pub struct ConsumerArgs {
     pub publish_timeout: Duration,
 
     /// Unfinished messages at most; beyond it consumption pauses (the group membership stays
-    /// alive) until half of them are finished. Default: four batches' worth for the analyzer,
-    /// `--queue-depth` plus two batches for the asset worker.
+    /// alive) until half of them are finished. Default: `--write-concurrency` batches' worth
+    /// (at least two) for the analyzer, `--queue-depth` plus two batches for the asset worker.
     #[arg(long = "max-in-flight", env = "MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 

@@ -74,7 +74,7 @@ pub fn consumer_config(
 }
 
 /// The consumers' prefetch bounds (each can be changed with `KAFKA_PROPERTIES`).
-pub const PREFETCH_KBYTES: &str = "4096";
+pub const PREFETCH_KBYTES: &str = "1024";
 /// Messages librdkafka tries to keep queued for each assigned partition.
 pub const PREFETCH_MESSAGES_PER_PARTITION: &str = "1000";
 /// Bytes a fetch asks for from each partition.

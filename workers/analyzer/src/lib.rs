@@ -69,7 +69,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     settings.max_in_flight = config
         .consumer
         .max_in_flight
-        .unwrap_or(batch_size * (write_concurrency + 2));
+        // As many as the writers take at once: more only waits, holding its events (and,
+        // behind them, librdkafka's decompressed batches) in memory.
+        .unwrap_or(batch_size * write_concurrency.max(2));
     settings.shutdown_timeout = config.consumer.shutdown_timeout;
     settings.max_message_bytes = config.kafka.max_message_bytes();
     tracing::info!(%topic, group = %config.group_id, batch_size, "analyzer running");
