@@ -91,6 +91,20 @@ async fn publish(producer: &FutureProducer, topic: &str, payload: Vec<u8>, id: U
         .unwrap();
 }
 
+/// A consumer of the run's `saju.analysis.v1` topic, in a group of its own (reads from the start).
+fn results_consumer(
+    env: &TestEnv,
+    kafka: &shared::config::KafkaArgs,
+    prefix: &str,
+) -> StreamConsumer {
+    let results: StreamConsumer =
+        consumer_config(kafka, &env.consumer(), &unique_name("results"), "test")
+            .create()
+            .unwrap();
+    results.subscribe(&[&crate::results_topic(prefix)]).unwrap();
+    results
+}
+
 /// The row as the CDC reader would publish it.
 fn wal_row(row: &Value) -> Value {
     json!({
@@ -235,13 +249,7 @@ async fn analyzes_valid_rows_rejects_bad_ones_and_ignores_its_own_writes() {
     );
 
     // One saju.analysis.v1 event per written result, as documented.
-    let results: StreamConsumer =
-        consumer_config(&kafka, &env.consumer(), &unique_name("results"), "test")
-            .create()
-            .unwrap();
-    results
-        .subscribe(&[&crate::results_topic(&prefix)])
-        .unwrap();
+    let results = results_consumer(&env, &kafka, &prefix);
     let mut seen: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     while !(seen.contains_key(&solar.to_string()) && seen.contains_key(&too_old.to_string())) {
         let message = tokio::time::timeout(Duration::from_secs(60), results.recv())
@@ -434,13 +442,7 @@ async fn late_insert_is_analyzed(via: Via) {
         "{written}"
     );
     // Downstream sees its result event too.
-    let results: StreamConsumer =
-        consumer_config(&kafka, &env.consumer(), &unique_name("results"), "test")
-            .create()
-            .unwrap();
-    results
-        .subscribe(&[&crate::results_topic(&prefix)])
-        .unwrap();
+    let results = results_consumer(&env, &kafka, &prefix);
     let event = loop {
         let message = tokio::time::timeout(Duration::from_secs(60), results.recv())
             .await
