@@ -82,11 +82,39 @@ pub enum RowState {
 pub const MISSING_ROW_RECHECKS: u32 = 8;
 
 /// The wait before each try again of a row held or not found (the consumer runtime's default
-/// deferral backoff, and the analyzer's re-read of a row whose change was too large).
+/// deferral backoff, and [`read_row`]'s).
 pub const RECHECK_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
     initial: std::time::Duration::from_millis(20),
     max: std::time::Duration::from_secs(1),
 };
+
+/// Reads one row with `read` (a query for it by key, returning it as JSON), for a change whose
+/// event the broker refused as too large. A failed read is retried with the default backoff,
+/// logged with `what`; a row not found is read again up to [`MISSING_ROW_RECHECKS`] times,
+/// [`RECHECK_BACKOFF`] apart, before it counts as deleted (`None`): the change's dead letter can
+/// arrive before the transaction that wrote the row is visible.
+pub async fn read_row<F, Fut>(what: &str, mut read: F) -> Option<serde_json::Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<serde_json::Value>, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    let mut rechecks = 0;
+    loop {
+        match read().await {
+            Ok(None) if rechecks < MISSING_ROW_RECHECKS => {
+                rechecks += 1;
+                tokio::time::sleep(RECHECK_BACKOFF.delay(rechecks)).await;
+            }
+            Ok(row) => return row,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "reading {what} failed; retrying");
+                tokio::time::sleep(crate::backoff::Backoff::default().delay(attempt)).await;
+            }
+        }
+    }
+}
 
 impl RowState {
     /// Whether an entry whose write found its row in this state is tried again shortly

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use saju::Options;
 use serde_json::Value;
 use shared::consume::{Decision, Entry, Letter, Message, Output, Prepared, Settled, WriteError};
-use shared::db::{RowState, MISSING_ROW_RECHECKS, RECHECK_BACKOFF};
+use shared::db::RowState;
 use shared::dlq::Kind;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -192,14 +192,11 @@ impl Analyzer {
         }
     }
 
-    /// Reads a row whose change event could not be published. A row not found is read again
-    /// up to [`MISSING_ROW_RECHECKS`] times before it counts as deleted: the dead letter can
-    /// arrive before the transaction that wrote the row is visible (see [`shared::db`]).
+    /// Reads a row whose change event could not be published ([`shared::db::read_row`]: a
+    /// row not found yet is read again before it counts as deleted).
     async fn fetch(&self, id: Uuid, position: (u64, u64)) -> Prepared<Work> {
-        let mut attempt = 0;
-        let mut rechecks = 0;
-        let row = loop {
-            let fetched: Result<Option<Value>, sqlx::Error> = sqlx::query_scalar(
+        let row = shared::db::read_row("a profile", || {
+            sqlx::query_scalar(
                 "SELECT jsonb_build_object('id', id, 'birth_date', birth_date::text, 'is_solar', is_solar, \
                         'is_leap_month', is_leap_month, 'lunar_birth', lunar_birth, 'gender', gender, \
                         'analysis_input', analysis_input) \
@@ -207,20 +204,8 @@ impl Analyzer {
             )
             .bind(id)
             .fetch_optional(&self.pool)
-            .await;
-            match fetched {
-                Ok(None) if rechecks < MISSING_ROW_RECHECKS => {
-                    rechecks += 1;
-                    tokio::time::sleep(RECHECK_BACKOFF.delay(rechecks)).await;
-                }
-                Ok(row) => break row,
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "reading a profile failed; retrying");
-                    tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
-                }
-            }
-        };
+        })
+        .await;
         let Some(Value::Object(row)) = row else {
             return Prepared::Skip(SkipReason::Deleted.as_str());
         };

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::consume::{Decision, Entry, Letter, Message, Output, Prepared, Settled, WriteError};
-use shared::db::{RowState, MISSING_ROW_RECHECKS, RECHECK_BACKOFF};
+use shared::db::RowState;
 use shared::dlq::Kind;
 use shared::envelope::{ChangeEvent, Op, Source};
 use sqlx::PgPool;
@@ -276,14 +276,11 @@ impl Assets {
     }
 
     /// Reads a row whose change event could not be published and decides on it as if the
-    /// event had carried it. A row not found is read again up to [`MISSING_ROW_RECHECKS`]
-    /// times before it counts as deleted: the dead letter can arrive before the transaction
-    /// that wrote the row is visible (see [`shared::db`]).
+    /// event had carried it ([`shared::db::read_row`]: a row not found yet is read again before
+    /// it counts as deleted).
     async fn fetch(&self, id: Uuid, position: (u64, u64)) -> Option<Work> {
-        let mut attempt = 0;
-        let mut rechecks = 0;
-        let row = loop {
-            let fetched: Result<Option<Value>, sqlx::Error> = sqlx::query_scalar(
+        let row = shared::db::read_row("an asset row", || {
+            sqlx::query_scalar(
                 "SELECT jsonb_build_object('id', id, 'file_path', file_path, 'file_name', file_name, \
                         'width', width, 'height', height, 'deleted_at', deleted_at, \
                         'enrichment_status', enrichment_status, 'enrichment_error', enrichment_error, \
@@ -293,20 +290,8 @@ impl Assets {
             )
             .bind(id)
             .fetch_optional(&self.pool)
-            .await;
-            match fetched {
-                Ok(None) if rechecks < MISSING_ROW_RECHECKS => {
-                    rechecks += 1;
-                    tokio::time::sleep(RECHECK_BACKOFF.delay(rechecks)).await;
-                }
-                Ok(row) => break row?,
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "reading an asset row failed; retrying");
-                    tokio::time::sleep(shared::backoff::Backoff::default().delay(attempt)).await;
-                }
-            }
-        };
+        })
+        .await?;
         let event = ChangeEvent {
             op: Op::Update,
             before: None,
