@@ -438,22 +438,23 @@ impl PrivateBroker {
     /// Lets the broker run again if it is paused, before it is stopped or killed. Quietly: the
     /// process may have exited already (a launch that failed is killed this way too).
     fn wake(&self) {
-        if let Some(child) = &self.child {
-            let _ = StdCommand::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.send_signal("-CONT");
     }
 
     fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let ok = StdCommand::new("kill")
+        assert!(self.send_signal(signal), "kill {signal} failed");
+    }
+
+    /// Sends `signal` to the broker process, if there is one; whether `kill` succeeded.
+    fn send_signal(&self, signal: &str) -> bool {
+        self.child.as_ref().is_none_or(|child| {
+            StdCommand::new("kill")
                 .args([signal, &child.id().to_string()])
+                .stderr(Stdio::null())
                 .status()
-                .expect("kill");
-            assert!(ok.success());
-        }
+                .expect("kill")
+                .success()
+        })
     }
 }
 
