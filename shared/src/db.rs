@@ -116,6 +116,69 @@ where
     }
 }
 
+/// Whether `error` may pass by itself, so the same statement is worth sending again: the
+/// connection or the pool failed, the server is shutting down, restarting or recovering from a
+/// crash, it ran out of a resource (disk, memory, connections), or the transaction lost a
+/// serialization or deadlock race. A statement the server rejects for what it says (syntax,
+/// types, constraints, permissions) fails the same way every time and is not transient.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| transient_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of [`is_transient`]: class 08 (connection exception), 40001 and 40P01
+/// (serialization failure, deadlock), class 53 (insufficient resources: disk full, out of
+/// memory, too many connections), 57P01–57P03 (administrator or crash shutdown, cannot connect
+/// now) and class 58 (system error, an I/O error on the server).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+}
+
+/// Runs `operation` until it succeeds, trying it again after a transient failure
+/// ([`is_transient`], logged with `what`, with the default backoff: 100 ms doubling to 5 s)
+/// for up to `give_up_after` of failures in a row. Any other error, or the last transient one
+/// once that time has passed, is returned. Only for operations that are safe to repeat: a
+/// statement whose connection broke may have committed.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    give_up_after: std::time::Duration,
+    mut operation: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut first_failure: Option<tokio::time::Instant> = None;
+    let mut attempt = 0;
+    loop {
+        match operation().await {
+            Ok(value) => return Ok(value),
+            Err(e)
+                if is_transient(&e)
+                    && first_failure
+                        .get_or_insert_with(tokio::time::Instant::now)
+                        .elapsed()
+                        < give_up_after =>
+            {
+                attempt += 1;
+                let delay = crate::backoff::Backoff::default().delay(attempt);
+                tracing::warn!(error = %e, attempt, retry_in = ?delay, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl RowState {
     /// Whether an entry whose write found its row in this state is tried again shortly
     /// (`deferrals`: how often it was already): rows held by another transaction always, rows
@@ -144,6 +207,80 @@ impl RowState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_shutdown_and_resource_errors_are_transient_statement_errors_are_not() {
+        for code in [
+            "08006", "08003", "57P01", "57P02", "57P03", "53100", "53200", "53300", "58030",
+            "40001", "40P01",
+        ] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["42601", "23505", "42501", "22007", "XX000", "57014"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_transient(&sqlx::Error::PoolClosed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_until_the_operation_succeeds_or_time_runs_out() {
+        let mut calls = 0;
+        let value = retry_transient(
+            "a test statement",
+            std::time::Duration::from_secs(60),
+            || {
+                calls += 1;
+                let failing = calls < 4;
+                async move {
+                    if failing {
+                        Err(sqlx::Error::PoolTimedOut)
+                    } else {
+                        Ok(calls)
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(value, 4);
+
+        // A permanent error is returned at once.
+        let mut calls = 0;
+        let e = retry_transient(
+            "a test statement",
+            std::time::Duration::from_secs(60),
+            || {
+                calls += 1;
+                async { Err::<(), _>(sqlx::Error::RowNotFound) }
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, sqlx::Error::RowNotFound));
+        assert_eq!(calls, 1);
+
+        // A transient one for longer than the limit is returned once the limit has passed.
+        let started = tokio::time::Instant::now();
+        let e = retry_transient(
+            "a test statement",
+            std::time::Duration::from_secs(30),
+            || async { Err::<(), _>(sqlx::Error::PoolTimedOut) },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, sqlx::Error::PoolTimedOut));
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_secs(30)
+                && waited < std::time::Duration::from_secs(40),
+            "{waited:?}"
+        );
+    }
 
     #[test]
     fn locked_rows_are_always_retried_missing_ones_a_bounded_number_of_times() {

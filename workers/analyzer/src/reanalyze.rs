@@ -9,7 +9,10 @@
 //! changed meanwhile, or that an application holds locked, is left to the pipeline or retried.
 //! Each written row's result event goes to the results topic, acknowledged before the chunk
 //! counts as done. The last key done is kept in `reanalyze_progress`, so a run that stops for
-//! any reason resumes where it was (`--restart` starts over).
+//! any reason resumes where it was (`--restart` starts over). A statement that fails for a
+//! reason that may pass (a lost connection, a server restarting or out of resources) is sent
+//! again for up to `--retry-for` before the run stops: every statement of the job is safe to
+//! repeat.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +23,7 @@ use clap::Args;
 use shared::config::{KafkaArgs, PostgresArgs};
 use shared::consume::kafka::KafkaSink;
 use shared::consume::{Publishing, Record, RecordKind};
-use shared::db::RowState;
+use shared::db::{retry_transient, RowState};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -77,6 +80,12 @@ pub struct ReanalyzeArgs {
     /// (with a new producer): events are published until acknowledged, as by the worker.
     #[arg(long = "publish-timeout", env = "KAFKA_PUBLISH_TIMEOUT", default_value = "30s", value_parser = shared::config::parse_duration)]
     pub publish_timeout: Duration,
+
+    /// How long a statement that fails for a reason that may pass (the connection lost, the
+    /// server restarting or out of disk, memory or connections) is tried again before the job
+    /// stops with the error; a stopped job resumes where it was when run again.
+    #[arg(long = "retry-for", env = "REANALYZE_RETRY_FOR", default_value = "5m", value_parser = shared::config::parse_duration)]
+    pub retry_for: Duration,
 
     /// Chart conventions (same flags and variables as the worker; use the worker's).
     #[command(flatten)]
@@ -148,53 +157,68 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
     let pool = shared::db::connect(&args.postgres, "analyzer-reanalyze").await?;
     let job = args.job_name();
     let version = saju::json::VERSION as i32;
-    let (mut last, high) = start_job(&pool, &job, version, args.restart).await?;
+    let retry_for = args.retry_for;
+    let (mut last, high, done_before) =
+        retry_transient("reading the job's progress", retry_for, || {
+            start_job(&pool, &job, version, args.restart)
+        })
+        .await
+        .context("cannot read reanalyze_progress (run `analyzer migrate` first)")?;
     let publisher = if args.no_publish {
         None
     } else {
         Some(Arc::new(EventPublisher::new(&args)?))
     };
-    let remaining: i64 = sqlx::query_scalar(REMAINING)
-        .bind(last)
-        .bind(args.all)
-        .bind(version)
-        .bind(&args.status)
-        .bind(high)
-        .fetch_one(&pool)
-        .await?;
+    let remaining: i64 = retry_transient("counting the rows to do", retry_for, || {
+        sqlx::query_scalar(REMAINING)
+            .bind(last)
+            .bind(args.all)
+            .bind(version)
+            .bind(&args.status)
+            .bind(high)
+            .fetch_one(&pool)
+    })
+    .await?;
     tracing::info!(
         %job,
         resumed_after = ?last,
         rows = remaining,
         "re-analyzing rows with the engine's analysis version {version}"
     );
-    let mut progress = Progress::new(remaining.max(0) as u64);
+    let mut progress = Progress::new(remaining.max(0) as u64, done_before.max(0) as u64);
     let mut summary = Summary::default();
     // Two chunks in flight: the next is read, computed and written while the previous one's
     // events are acknowledged. A chunk is checkpointed once it and every chunk before it are
     // done.
     let mut previous: Option<(tokio::task::JoinHandle<anyhow::Result<Summary>>, Uuid, u64)> = None;
     loop {
-        let rows: Vec<Row> = sqlx::query_as(CHUNK)
-            .bind(last)
-            .bind(args.all)
-            .bind(version)
-            .bind(&args.status)
-            .bind(i64::from(args.chunk_size))
-            .bind(high)
-            .fetch_all(&pool)
-            .await?;
+        let rows: Vec<Row> = retry_transient("reading a chunk", retry_for, || {
+            sqlx::query_as(CHUNK)
+                .bind(last)
+                .bind(args.all)
+                .bind(version)
+                .bind(&args.status)
+                .bind(i64::from(args.chunk_size))
+                .bind(high)
+                .fetch_all(&pool)
+        })
+        .await?;
         let Some(end) = rows.last().map(|r| r.id) else {
             break;
         };
         let n = rows.len() as u64;
-        sqlx::query("UPDATE reanalyze_progress SET high_id = GREATEST(high_id, $2) WHERE job = $1")
+        retry_transient("recording the chunk begun", retry_for, || {
+            sqlx::query(
+                "UPDATE reanalyze_progress SET high_id = GREATEST(high_id, $2) WHERE job = $1",
+            )
             .bind(&job)
             .bind(end)
             .execute(&pool)
-            .await?;
+        })
+        .await?;
         let chunk = tokio::spawn(process_chunk(
             pool.clone(),
+            retry_for,
             publisher.clone(),
             options,
             fingerprint.clone(),
@@ -204,9 +228,9 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
             settle(
                 &pool,
                 &job,
+                retry_for,
                 handle,
-                done_end,
-                done_n,
+                (done_end, done_n),
                 &mut summary,
                 &mut progress,
             )
@@ -219,19 +243,21 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
         settle(
             &pool,
             &job,
+            retry_for,
             handle,
-            done_end,
-            done_n,
+            (done_end, done_n),
             &mut summary,
             &mut progress,
         )
         .await?;
     }
-    sqlx::query(
-        "UPDATE reanalyze_progress SET finished_at = now(), updated_at = now() WHERE job = $1",
-    )
-    .bind(&job)
-    .execute(&pool)
+    retry_transient("recording the job finished", retry_for, || {
+        sqlx::query(
+            "UPDATE reanalyze_progress SET finished_at = now(), updated_at = now() WHERE job = $1",
+        )
+        .bind(&job)
+        .execute(&pool)
+    })
     .await?;
     progress.finish();
     tracing::info!(
@@ -244,24 +270,28 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// The job's resume point (`None` to start at the first row) and the end of the last chunk
-/// it had begun.
+/// The job's resume point (`None` to start at the first row), the end of the last chunk it
+/// had begun and the rows it has done.
 async fn start_job(
     pool: &PgPool,
     job: &str,
     version: i32,
     restart: bool,
-) -> anyhow::Result<(Option<Uuid>, Option<Uuid>)> {
-    type Progress = (Option<Uuid>, Option<Uuid>, Option<chrono::DateTime<Utc>>);
+) -> Result<(Option<Uuid>, Option<Uuid>, i64), sqlx::Error> {
+    type Progress = (
+        Option<Uuid>,
+        Option<Uuid>,
+        i64,
+        Option<chrono::DateTime<Utc>>,
+    );
     let existing: Option<Progress> = sqlx::query_as(
-        "SELECT last_id, high_id, finished_at FROM reanalyze_progress WHERE job = $1",
+        "SELECT last_id, high_id, rows_done, finished_at FROM reanalyze_progress WHERE job = $1",
     )
     .bind(job)
     .fetch_optional(pool)
-    .await
-    .context("cannot read reanalyze_progress (run `analyzer migrate` first)")?;
+    .await?;
     match existing {
-        Some((last, high, None)) if !restart => Ok((last, high)),
+        Some((last, high, done, None)) if !restart => Ok((last, high, done)),
         _ => {
             sqlx::query(
                 "INSERT INTO reanalyze_progress (job, target_version) VALUES ($1, $2) \
@@ -272,18 +302,18 @@ async fn start_job(
             .bind(version)
             .execute(pool)
             .await?;
-            Ok((None, None))
+            Ok((None, None, 0))
         }
     }
 }
 
-/// Waits for a chunk and records it as done.
+/// Waits for a chunk (its last key and its row count) and records it as done.
 async fn settle(
     pool: &PgPool,
     job: &str,
+    retry_for: Duration,
     handle: tokio::task::JoinHandle<anyhow::Result<Summary>>,
-    end: Uuid,
-    n: u64,
+    (end, n): (Uuid, u64),
     summary: &mut Summary,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
@@ -291,14 +321,19 @@ async fn settle(
     summary.written += chunk.written;
     summary.skipped += chunk.skipped;
     summary.published += chunk.published;
-    sqlx::query(
-        "UPDATE reanalyze_progress SET last_id = $2, rows_done = rows_done + $3, updated_at = now() \
-         WHERE job = $1",
-    )
-    .bind(job)
-    .bind(end)
-    .bind(n as i64)
-    .execute(pool)
+    // The job's total, not an increment: a statement sent again after a lost connection may
+    // have committed the first time.
+    let rows_done = (progress.before + progress.done + n) as i64;
+    retry_transient("recording the chunk done", retry_for, || {
+        sqlx::query(
+            "UPDATE reanalyze_progress SET last_id = $2, rows_done = $3, updated_at = now() \
+             WHERE job = $1",
+        )
+        .bind(job)
+        .bind(end)
+        .bind(rows_done)
+        .execute(pool)
+    })
     .await?;
     progress.advance(n);
     Ok(())
@@ -309,6 +344,7 @@ const LOCKED_ATTEMPTS: u32 = 50;
 
 async fn process_chunk(
     pool: PgPool,
+    retry_for: Duration,
     publisher: Option<Arc<EventPublisher>>,
     options: saju::Options,
     fingerprint: Fingerprint,
@@ -338,7 +374,12 @@ async fn process_chunk(
             writeback::compute_all(profiles, &options, &fingerprint)
         })
         .await?;
-        let states = writeback::write(&pool, &outcomes).await?;
+        // The write-back is conditional on the row's inputs: sent again, it finds the rows it
+        // wrote current.
+        let states = retry_transient("writing a chunk back", retry_for, || {
+            writeback::write(&pool, &outcomes)
+        })
+        .await?;
         let mut locked = Vec::new();
         for (outcome, row) in outcomes.into_iter().zip(&states) {
             match row.state {
@@ -427,16 +468,19 @@ impl EventPublisher {
 /// A progress line every few seconds: a bar, rows done of the total, rate and time left.
 struct Progress {
     total: u64,
+    /// Rows earlier runs of the job did.
+    before: u64,
     done: u64,
     started: Instant,
     shown: Instant,
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
+    fn new(total: u64, before: u64) -> Self {
         let now = Instant::now();
         Self {
             total,
+            before,
             done: 0,
             started: now,
             shown: now,
