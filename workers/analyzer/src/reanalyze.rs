@@ -163,7 +163,9 @@ pub async fn run(args: ReanalyzeArgs) -> anyhow::Result<Summary> {
             start_job(&pool, &job, version, args.restart)
         })
         .await
-        .context("cannot read reanalyze_progress (run `analyzer migrate` first)")?;
+        .context(
+            "cannot read or start the job in reanalyze_progress (run `analyzer migrate` first)",
+        )?;
     let publisher = if args.no_publish {
         None
     } else {
