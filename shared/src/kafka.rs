@@ -5,6 +5,8 @@
 //! runtime ([`crate::consume`]) commits an offset itself, once the work of that message and of
 //! every message before it on its partition is finished.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -92,6 +94,65 @@ fn millis(d: Duration) -> String {
     d.as_millis().max(1).to_string()
 }
 
+/// The librdkafka error code `e` carries, or `None` when it carries none or a code this build of
+/// librdkafka has no name for.
+///
+/// Use this, never [`KafkaError::rdkafka_error_code`] (clippy refuses it): for a transaction
+/// error that method passes the code through rdkafka-sys's Rust enum, and a code the enum lacks
+/// is undefined behaviour there, in practice an illegal instruction that kills the process
+/// (rust-rdkafka issue #127). Brokers answer with codes newer than librdkafka: an in-memory broker
+/// that restarted empty refuses a running transaction's AddPartitionsToTxn with
+/// TRANSACTIONAL_ID_NOT_FOUND (105), which librdkafka 2.12 passes up as the transaction's error.
+/// A transaction error's code is looked up here by the name librdkafka gives it instead.
+///
+/// Codes that rdkafka converts itself before handing over an error (a delivery report's, a
+/// consumed message's) cannot be guarded here.
+pub fn error_code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
+    match e {
+        KafkaError::Transaction(error) => code_named(&error.name()),
+        #[expect(clippy::disallowed_methods, reason = "no transaction error reaches it")]
+        other => other.rdkafka_error_code(),
+    }
+}
+
+/// The code librdkafka names `name` (`PRODUCER_FENCED`, `_FATAL`), from its own table: it has
+/// no safe wrapper, so this is one of the workspace's two places with `unsafe`.
+#[allow(unsafe_code)]
+fn code_named(name: &str) -> Option<RDKafkaErrorCode> {
+    static CODES: OnceLock<HashMap<String, RDKafkaErrorCode>> = OnceLock::new();
+    CODES
+        .get_or_init(|| {
+            use rdkafka::bindings::{rd_kafka_err_desc, rd_kafka_get_err_descs};
+            use rdkafka::types::RDKafkaRespErr;
+            let mut descs: *const rd_kafka_err_desc = std::ptr::null();
+            let mut count = 0usize;
+            // SAFETY: librdkafka points `descs` at its static table of `count` entries.
+            unsafe { rd_kafka_get_err_descs(&mut descs, &mut count) };
+            (0..count)
+                .filter_map(|i| {
+                    // SAFETY: `i < count`; the code is read as the C int it is, and a slot the
+                    // table leaves empty has a null name.
+                    let (raw, name) = unsafe {
+                        let desc = descs.add(i);
+                        (
+                            std::ptr::addr_of!((*desc).code).cast::<i32>().read(),
+                            (*desc).name,
+                        )
+                    };
+                    if name.is_null() {
+                        return None;
+                    }
+                    let code = RDKafkaRespErr::try_from(raw).ok()?;
+                    // SAFETY: a non-null name is a static, NUL-terminated C string.
+                    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+                    Some((name.to_string_lossy().into_owned(), code.into()))
+                })
+                .collect()
+        })
+        .get(name)
+        .copied()
+}
+
 /// A topic the pipeline needs.
 #[derive(Clone, Debug)]
 pub struct TopicSpec {
@@ -162,5 +223,69 @@ mod tests {
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         // --kafka-property wins over the flags.
         assert_eq!(config.get("session.timeout.ms"), Some("9000"));
+    }
+
+    /// A transaction refused with a code librdkafka 2.12 has no name for (105,
+    /// TRANSACTIONAL_ID_NOT_FOUND, as an in-memory broker answered after restarting empty):
+    /// reading its code must not go through rdkafka-sys's enum, where it is an illegal
+    /// instruction. librdkafka's own mock cluster gives the answer on demand.
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_transaction_error_with_a_code_librdkafka_does_not_know_is_read_safely() {
+        use rdkafka::bindings::{rd_kafka_handle_mock_cluster, rd_kafka_mock_push_request_errors};
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use rdkafka::types::RDKafkaApiKey;
+
+        let producer: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .set("transactional.id", "unknown-code")
+            .create()
+            .unwrap();
+        let timeout = Duration::from_secs(30);
+        producer.init_transactions(timeout).unwrap();
+        // SAFETY: the producer owns the mock cluster for as long as it lives; the error codes
+        // are passed as the C ints the variadic function reads.
+        let cluster = unsafe { rd_kafka_handle_mock_cluster(producer.client().native_ptr()) };
+        assert!(!cluster.is_null());
+        let refused = |code: i32| {
+            unsafe {
+                rd_kafka_mock_push_request_errors(
+                    cluster,
+                    RDKafkaApiKey::AddPartitionsToTxn as i16,
+                    1,
+                    code,
+                )
+            };
+            producer.begin_transaction().unwrap();
+            producer
+                .send(BaseRecord::<[u8], [u8]>::to("t").payload(b"x".as_slice()))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            let e = producer.commit_transaction(timeout).unwrap_err();
+            assert!(matches!(e, KafkaError::Transaction(_)), "{e:?}");
+            producer.abort_transaction(timeout).unwrap();
+            e
+        };
+
+        let unknown = refused(105);
+        assert_eq!(error_code(&unknown), None, "{unknown}");
+        let KafkaError::Transaction(inner) = &unknown else {
+            unreachable!()
+        };
+        assert_eq!(inner.name(), "ERR_105?");
+        assert!(inner.txn_requires_abort(), "an abortable error: {unknown}");
+
+        let known = refused(29);
+        assert_eq!(
+            error_code(&known),
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+            "{known}"
+        );
+        assert_eq!(
+            error_code(&KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            )),
+            Some(RDKafkaErrorCode::MessageTimedOut)
+        );
     }
 }

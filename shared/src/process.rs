@@ -87,8 +87,9 @@ pub fn parse_from_with_default_subcommand<P: clap::Parser>(
 /// and free large buffers at a high rate (the asset worker's decoded images): each would then
 /// be a fresh mapping, faulted in page by page.
 ///
-/// The one `unsafe` block of the workspace (`unsafe_code` is denied everywhere else): glibc's
-/// `mallopt` has no safe wrapper, and setting the environment variables from inside the process
+/// One of the workspace's two places with `unsafe` (`unsafe_code` is denied everywhere else, and
+/// the other reads librdkafka's error table, `kafka::error_code`): glibc's `mallopt` has no safe
+/// wrapper, and setting the environment variables from inside the process
 /// is too late (glibc reads them when it starts).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

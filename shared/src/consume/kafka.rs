@@ -282,7 +282,7 @@ impl KafkaSink {
 }
 
 fn classify(e: &KafkaError) -> SendError {
-    match e.rdkafka_error_code() {
+    match crate::kafka::error_code(e) {
         Some(RDKafkaErrorCode::MessageTimedOut) => SendError::Timeout,
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
             SendError::TooLarge

@@ -69,7 +69,7 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
             }
             Err((e, _))
                 if matches!(
-                    e.rdkafka_error_code(),
+                    shared::kafka::error_code(e),
                     Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced)
                 ) =>
             {
@@ -96,7 +96,7 @@ impl ProducerContext<NoCustomPartitioner> for DeliveryContext {
 /// message was not refused for what it is, and a new producer will deliver it.
 fn producer_failed(e: &KafkaError) -> bool {
     matches!(
-        e.rdkafka_error_code(),
+        shared::kafka::error_code(e),
         Some(
             RDKafkaErrorCode::Fatal
                 | RDKafkaErrorCode::UnknownProducerId
@@ -406,7 +406,7 @@ impl Publisher {
                     );
                     return Ok(());
                 }
-                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                Err(e) if shared::kafka::error_code(&e) == Some(RDKafkaErrorCode::Fatal) => {
                     return Err(Error::kafka("initializing transactions")(e));
                 }
                 Err(e) if no_transactions(&e).is_some() => {
@@ -521,7 +521,7 @@ impl Publisher {
                     return Err(unsupported);
                 }
                 if matches!(
-                    e.rdkafka_error_code(),
+                    shared::kafka::error_code(&e),
                     Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
                 ) {
                     tracing::error!(error = %e, "another reader's producer fenced this one; stepping down");
@@ -851,7 +851,7 @@ impl Publisher {
 pub fn send_failed(e: KafkaError) -> Error {
     match &e {
         _ if matches!(
-            e.rdkafka_error_code(),
+            shared::kafka::error_code(&e),
             Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
         ) =>
         {
@@ -866,7 +866,7 @@ pub fn send_failed(e: KafkaError) -> Error {
 /// A broker without Kafka transactions: a configuration error, with the way out.
 fn no_transactions(e: &KafkaError) -> Option<Error> {
     matches!(
-        e.rdkafka_error_code(),
+        shared::kafka::error_code(e),
         Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
     )
     .then(|| {
