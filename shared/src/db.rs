@@ -33,17 +33,70 @@ pub enum DbError {
 /// Opens a pool and checks one connection, so a bad URL or an unreachable server is reported
 /// at start-up with the target (never the password) in the message.
 pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPool, DbError> {
+    open(args, application_name, false).await
+}
+
+/// Prefix of the replication origins workers mark their write-back sessions with (migration
+/// 14): a reader started with `--exclude-origins` and this prefix does not capture them.
+pub const WRITEBACK_ORIGIN_PREFIX: &str = "pipeline_writeback_";
+
+/// [`connect`] for a worker whose writes are write-backs: each new connection marks itself
+/// with a free write-back replication origin ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader
+/// excluding those origins never decodes nor publishes the echo of a result. A connection that
+/// finds none free (or lacks the privilege) works unmarked: its write-backs are captured like
+/// any change, which costs time and nothing else.
+pub async fn connect_writer(
+    args: &PostgresArgs,
+    application_name: &str,
+) -> Result<PgPool, DbError> {
+    open(args, application_name, true).await
+}
+
+async fn open(args: &PostgresArgs, application_name: &str, mark: bool) -> Result<PgPool, DbError> {
     let options: PgConnectOptions = args.database_url.parse().map_err(DbError::BadUrl)?;
     let options = options.application_name(application_name);
-    PgPoolOptions::new()
+    let mut pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
-        .acquire_timeout(args.connect_timeout)
-        .connect_with(options)
+        .acquire_timeout(args.connect_timeout);
+    if mark {
+        pool = pool.after_connect(|conn, _| Box::pin(mark_writeback_origin(conn)));
+    }
+    pool.connect_with(options)
         .await
         .map_err(|source| DbError::Connect {
             target: redact_url(&args.database_url),
             source,
         })
+}
+
+/// Marks the session with a free write-back origin; never fails the connection.
+async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    static UNMARKED_REPORTED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    let marked: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT pipeline_writeback_origin_setup()")
+            .fetch_one(&mut *conn)
+            .await;
+    let why = match marked {
+        Ok(Some(origin)) => {
+            tracing::debug!(%origin, "connection marked with a write-back replication origin");
+            return Ok(());
+        }
+        Ok(None) => "every write-back replication origin is in use (or max_replication_slots' \
+                     origin states are)"
+            .to_owned(),
+        Err(sqlx::Error::Database(e)) => e.message().to_owned(),
+        // The connection itself failed: the pool reports that.
+        Err(e) => return Err(e),
+    };
+    if !UNMARKED_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            reason = %why,
+            "a database connection is not marked with a write-back replication origin: a reader \
+             run with --exclude-origins still captures its write-backs (reported once)"
+        );
+    }
+    Ok(())
 }
 
 /// Applies every pending migration; a no-op when the schema is current.

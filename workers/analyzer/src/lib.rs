@@ -49,7 +49,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await?;
 
-    let pool = shared::db::connect(&config.postgres, "analyzer").await?;
+    let pool = shared::db::connect_writer(&config.postgres, "analyzer").await?;
     let checked = reference::verify(&pool).await?;
     health.set(
         "postgres",

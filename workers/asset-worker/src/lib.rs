@@ -62,7 +62,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let pool = shared::db::connect(&config.postgres, "asset-worker").await?;
+    let pool = shared::db::connect_writer(&config.postgres, "asset-worker").await?;
     health.set("postgres", true, "connected");
 
     let topic = config.kafka.cdc_topic("public", "image_assets");

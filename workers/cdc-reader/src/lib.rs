@@ -461,12 +461,13 @@ impl Reader {
         {
             self.publisher.tracker().rewind(position);
         }
+        let excluded = self.excluded_origins().await?;
         self.health
             .set("replication", true, format!("streaming slot {slot}"));
         let params = StreamParams {
             transaction_interval: self.config.transaction_interval,
             slot: slot.clone(),
-            plugin_options: wal2json::plugin_options(self.config.add_tables()),
+            plugin_options: wal2json::plugin_options_excluding(self.config.add_tables(), &excluded),
             max_in_flight: self.config.max_in_flight,
             status_interval: self.config.status_interval,
             tombstones: self.config.tombstones,
@@ -501,6 +502,25 @@ impl Reader {
             }
             other => other,
         }
+    }
+
+    /// The replication origins `--exclude-origins` names, looked up for this session.
+    async fn excluded_origins(&self) -> Result<Vec<u32>, Error> {
+        let prefix = &self.config.exclude_origins;
+        if prefix.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = slot::origin_ids(&self.pool, prefix).await?;
+        if ids.is_empty() {
+            tracing::warn!(
+                prefix = %prefix,
+                "--exclude-origins names no replication origin: every change is captured \
+                 (the workers' origins are created by the migrations, which need a superuser)"
+            );
+        } else {
+            tracing::info!(prefix = %prefix, origins = ids.len(), "changes of these replication origins are not captured");
+        }
+        Ok(ids)
     }
 
     /// Creates the slot and, if asked, copies the existing rows; records completion only once

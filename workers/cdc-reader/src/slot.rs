@@ -53,6 +53,22 @@ pub fn snapshot_marker(slot: &str) -> String {
     format!("cdc_reader_snapshot_done.{slot}")
 }
 
+/// The ids of the replication origins whose names start with `prefix`, for wal2json's
+/// `filter-origins` (`--exclude-origins`).
+pub async fn origin_ids(pool: &PgPool, prefix: &str) -> Result<Vec<u32>, Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT roident::int8 FROM pg_replication_origin WHERE starts_with(roname, $1) ORDER BY 1",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await
+    .map_err(Error::db("reading pg_replication_origin"))?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| u32::try_from(id).ok())
+        .collect())
+}
+
 /// Reads the slot's state, `None` when it does not exist.
 pub async fn inspect(pool: &PgPool, slot: &str) -> Result<Option<SlotInfo>, Error> {
     type SlotRow = (

@@ -14,7 +14,16 @@ use serde_json::value::RawValue;
 /// The options the reader passes to wal2json on `START_REPLICATION` (the benchmark passes
 /// the same to `pg_recvlogical`).
 pub fn plugin_options(add_tables: String) -> Vec<(&'static str, String)> {
-    vec![
+    plugin_options_excluding(add_tables, &[])
+}
+
+/// [`plugin_options`] that also drop the changes of the replication origins with these ids
+/// (`filter-origins`).
+pub fn plugin_options_excluding(
+    add_tables: String,
+    origins: &[u32],
+) -> Vec<(&'static str, String)> {
+    let mut options = vec![
         ("format-version", "2".into()),
         ("include-xids", "1".into()),
         ("include-timestamp", "1".into()),
@@ -24,7 +33,12 @@ pub fn plugin_options(add_tables: String) -> Vec<(&'static str, String)> {
         ("include-types", "0".into()),
         ("include-typmod", "0".into()),
         ("add-tables", add_tables),
-    ]
+    ];
+    if !origins.is_empty() {
+        let ids: Vec<String> = origins.iter().map(ToString::to_string).collect();
+        options.push(("filter-origins", ids.join(",")));
+    }
+    options
 }
 
 /// One column of a row: its name and the value exactly as wal2json printed it.
@@ -136,6 +150,16 @@ pub fn parse_pg_timestamp(text: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluded_origins_become_filter_origins() {
+        let plain = plugin_options("public.t".into());
+        assert!(plain.iter().all(|(k, _)| *k != "filter-origins"));
+        assert_eq!(plugin_options_excluding("public.t".into(), &[]), plain);
+        let excluding = plugin_options_excluding("public.t".into(), &[3, 17]);
+        assert_eq!(excluding.last(), Some(&("filter-origins", "3,17".to_owned())));
+        assert_eq!(excluding.len(), plain.len() + 1);
+    }
 
     #[test]
     fn begin_and_insert() {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod delivery;
+mod echo;
 mod lunar;
 mod pipeline;
 mod queries;

@@ -1,0 +1,62 @@
+-- Replication origins the workers mark their write-back sessions with.
+--
+-- Every write-back is itself a row change: PostgreSQL decodes it (the whole analysis document),
+-- the reader publishes it and the worker reads it only to skip it (the "echo"). A session marked
+-- with a replication origin commits its transactions under that origin, and a reader started
+-- with `--exclude-origins pipeline_writeback_` asks wal2json to drop them (`filter-origins`)
+-- before they are decoded. Marking alone changes nothing: a reader without the flag captures
+-- the write-backs as before.
+--
+-- On PostgreSQL 15 an origin is used by one session at a time and each in use takes one of
+-- max_replication_slots' origin states, so there is a pool of them: a connection takes a free
+-- one (pipeline_writeback_origin_setup) or, with none free, goes unmarked (its write-backs are
+-- then captured like any other change). Origins are cluster-wide, like roles: databases of the
+-- same cluster share the pool. Creating them takes a superuser (or EXECUTE granted on
+-- pg_replication_origin_create); without it the migration goes on with a notice and nothing is
+-- marked.
+DO $$
+DECLARE
+    origin text;
+BEGIN
+    FOR i IN 0..15 LOOP
+        origin := 'pipeline_writeback_' || i;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = origin);
+        BEGIN
+            PERFORM pg_replication_origin_create(origin);
+        EXCEPTION WHEN unique_violation THEN
+            -- Another database of the cluster created it at the same moment.
+        END;
+    END LOOP;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'cannot create replication origins (superuser or EXECUTE on pg_replication_origin_create needed): write-backs are not marked, and a reader cannot exclude them';
+END
+$$;
+
+-- Marks the calling session with a free write-back origin; returns its name, or NULL when none
+-- is free. Origins that already hold an origin state are tried first, so the pool does not take
+-- more of max_replication_slots' states than sessions need.
+CREATE OR REPLACE FUNCTION pipeline_writeback_origin_setup() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin text;
+BEGIN
+    FOR origin IN
+        SELECT o.roname
+        FROM pg_replication_origin o
+        LEFT JOIN pg_replication_origin_status s ON s.local_id = o.roident
+        WHERE starts_with(o.roname, 'pipeline_writeback_')
+        ORDER BY s.local_id IS NULL, random()
+    LOOP
+        BEGIN
+            PERFORM pg_replication_origin_session_setup(origin);
+            RETURN origin;
+        EXCEPTION WHEN object_in_use OR configuration_limit_exceeded THEN
+            -- Another session holds it, or no origin state is free for it.
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION pipeline_writeback_origin_setup() IS
+    '워커의 write-back 세션에 비어 있는 복제 origin(pipeline_writeback_N)을 붙인다. 리더가 --exclude-origins 로 이 origin 의 변경을 캡처하지 않게 할 수 있다. 비어 있는 것이 없으면 NULL.';

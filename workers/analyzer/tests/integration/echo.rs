@@ -1,0 +1,111 @@
+//! The write-backs' echo: with the reader excluding the workers' replication origins
+//! (`--exclude-origins pipeline_writeback_`), the results never come back through the CDC
+//! topic, while the application's changes still do and every result is still published.
+
+use std::time::Duration;
+
+use shared::testkit::{read_events_by_id, unique_name, wait_for, TestEnv};
+use uuid::Uuid;
+
+use crate::delivery::assert_every_row_has_its_event;
+use crate::pipeline::{births, free_port, metric, Stack};
+
+#[tokio::test]
+async fn a_reader_excluding_the_write_back_origins_publishes_no_echo() {
+    let stack = Stack::start_full(
+        TestEnv::get(),
+        "echo",
+        &["--exclude-origins", shared::db::WRITEBACK_ORIGIN_PREFIX],
+    )
+    .await;
+    let port = free_port();
+    let mut analyzer = stack.analyzer_process(&unique_name("analyzers"), port);
+    let ids = stack.insert(&births(31, 500)).await;
+    stack.wait_all_analyzed(Duration::from_secs(120)).await;
+
+    // The application edits the inputs of one profile in ten: analyzed again.
+    let edited: Vec<Uuid> = ids.iter().step_by(10).copied().collect();
+    sqlx::query(
+        "UPDATE saju_profiles SET birth_date = birth_date + interval '3 days' WHERE id = ANY($1)",
+    )
+    .bind(&edited)
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let pool = stack.db.pool.clone();
+    wait_for(
+        "the edits to be analyzed again",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            let edited = edited.clone();
+            async move {
+                let stale: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM saju_profiles \
+                 WHERE id = ANY($1) AND analyzed_at < updated_at - interval '1 ms'",
+                )
+                .bind(&edited)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (stale == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_every_row_has_its_event(&stack, &ids).await;
+
+    // Last inserts, committed after every write-back, and enough of them to land in each of
+    // the topic's partitions: once they are all read, any echo would have been read before.
+    let sentinels: Vec<String> = stack
+        .insert(&births(32, 30))
+        .await
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    let topic = format!("{}.public.saju_profiles", stack.prefix);
+    let events = read_events_by_id(
+        &stack.env.kafka_brokers,
+        &[&topic],
+        Duration::from_secs(60),
+        |seen| sentinels.iter().all(|s| seen.contains_key(s)),
+    )
+    .await;
+    assert!(
+        sentinels.iter().all(|s| events.contains_key(s)),
+        "the last inserts were published"
+    );
+    for id in &ids {
+        let ops: Vec<&str> = events
+            .get(&id.to_string())
+            .map(|e| e.iter().filter_map(|v| v["op"].as_str()).collect())
+            .unwrap_or_default();
+        let want: &[&str] = if edited.contains(id) {
+            &["c", "u"]
+        } else {
+            &["c"]
+        };
+        assert_eq!(
+            ops, want,
+            "{id}: the application's changes only, not the analyzer's write-backs"
+        );
+    }
+    let skipped = metric(port, "analyzer_skipped_total{reason=\"unchanged\"}").await;
+    assert!(
+        skipped.unwrap_or(0.0) == 0.0,
+        "the analyzer received no echo to skip: {skipped:?}"
+    );
+    let marked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_replication_origin_status s \
+         JOIN pg_replication_origin o ON o.roident = s.local_id \
+         WHERE starts_with(o.roname, $1) AND s.local_lsn <> '0/0'",
+    )
+    .bind(shared::db::WRITEBACK_ORIGIN_PREFIX)
+    .fetch_one(&stack.db.pool)
+    .await
+    .unwrap();
+    assert!(marked > 0, "write-backs were committed under an origin");
+    analyzer.kill().unwrap();
+    analyzer.wait().unwrap();
+    stack.stop().await;
+}
