@@ -18,7 +18,7 @@ DO $$
 DECLARE
     origin text;
 BEGIN
-    FOR i IN 0..15 LOOP
+    FOR i IN 0..63 LOOP
         origin := 'pipeline_writeback_' || i;
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = origin);
         BEGIN
