@@ -79,6 +79,16 @@ SQL
         FROM (SELECT extract(epoch FROM analyzed_at - created_at) * 1000 AS ms
               FROM saju_profiles WHERE name = 'steady') l")
     log "steady: $steady rows; latency p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms"
+    # Whether the tail is spread out or comes in bursts (a checkpoint, autovacuum, an index
+    # merge): p99 and max of every 10 s of the steady phase.
+    log "steady, by 10 s: $(psql -Atq "$DATABASE_URL" -c "
+        SELECT string_agg(format('%s s: p99 %s, max %s ms', w * 10, p99, mx), '; ' ORDER BY w)
+        FROM (SELECT w, round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric) AS p99,
+                     round(max(ms)::numeric) AS mx
+              FROM (SELECT floor(extract(epoch FROM created_at - min(created_at) OVER ()) / 10)::int AS w,
+                           extract(epoch FROM analyzed_at - created_at) * 1000 AS ms
+                    FROM saju_profiles WHERE name = 'steady') l
+              GROUP BY w) b")"
 
     bench_stop_workers
     log "baseline: one SQL UPDATE writing the same $rows results to the same rows"
