@@ -157,7 +157,10 @@ mod tests {
         assert!(plain.iter().all(|(k, _)| *k != "filter-origins"));
         assert_eq!(plugin_options_excluding("public.t".into(), &[]), plain);
         let excluding = plugin_options_excluding("public.t".into(), &[3, 17]);
-        assert_eq!(excluding.last(), Some(&("filter-origins", "3,17".to_owned())));
+        assert_eq!(
+            excluding.last(),
+            Some(&("filter-origins", "3,17".to_owned()))
+        );
         assert_eq!(excluding.len(), plain.len() + 1);
     }
 
