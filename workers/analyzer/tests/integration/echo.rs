@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shared::testkit::{read_events_by_id, unique_name, wait_for, TestEnv};
+use shared::testkit::{read_events_by_id, unique_name, TestEnv};
 use uuid::Uuid;
 
 use crate::delivery::assert_every_row_has_its_event;
@@ -32,27 +32,9 @@ async fn a_reader_excluding_the_write_back_origins_publishes_no_echo() {
     .execute(&stack.db.pool)
     .await
     .unwrap();
-    let pool = stack.db.pool.clone();
-    wait_for(
-        "the edits to be analyzed again",
-        Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            let edited = edited.clone();
-            async move {
-                let stale: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM saju_profiles \
-                 WHERE id = ANY($1) AND analyzed_at < updated_at - interval '1 ms'",
-                )
-                .bind(&edited)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-                (stale == 0).then_some(())
-            }
-        },
-    )
-    .await;
+    stack
+        .wait_analyzed_again(&edited, Duration::from_secs(60))
+        .await;
     assert_every_row_has_its_event(&stack, &ids).await;
 
     // Last inserts, committed after every write-back, and enough of them to land in each of

@@ -231,6 +231,27 @@ impl Stack {
         .await
     }
 
+    /// Waits until every row of `ids` was analyzed after its last edit.
+    pub async fn wait_analyzed_again(&self, ids: &[Uuid], timeout: Duration) {
+        let pool = self.db.pool.clone();
+        let what = format!("the {} edits to be analyzed again", ids.len());
+        wait_for(&what, timeout, || {
+            let pool = pool.clone();
+            async move {
+                let stale: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM saju_profiles \
+                     WHERE id = ANY($1) AND analyzed_at < updated_at - interval '1 ms'",
+                )
+                .bind(ids)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (stale == 0).then_some(())
+            }
+        })
+        .await
+    }
+
     pub async fn stop(self) {
         self.reader_shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.reader).await;
@@ -331,22 +352,9 @@ async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle
         .execute(&stack.db.pool)
         .await
         .unwrap();
-    let pool = stack.db.pool.clone();
-    wait_for("the 100 edits to be analyzed again", Duration::from_secs(60), || {
-        let pool = pool.clone();
-        let edited = edited.clone();
-        async move {
-            let stale: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM saju_profiles WHERE id = ANY($1) AND analyzed_at < updated_at - interval '1 ms'",
-            )
-            .bind(&edited)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (stale == 0).then_some(())
-        }
-    })
-    .await;
+    stack
+        .wait_analyzed_again(&edited, Duration::from_secs(60))
+        .await;
     // Fingerprints match the new inputs, and results match the chart command again.
     assert_eq!(assert_rows_match_chart_command(&stack.db).await, 10_000);
 
