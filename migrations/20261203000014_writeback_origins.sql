@@ -18,14 +18,18 @@ DO $$
 DECLARE
     origin text;
 BEGIN
+    IF (SELECT count(*) FROM pg_replication_origin
+        WHERE roname ~ '^pipeline_writeback_([0-9]|[1-5][0-9]|6[0-3])$') = 64 THEN
+        RETURN;
+    END IF;
+    -- Migrations of other databases of the cluster may be creating them at the same moment,
+    -- and two creators of one name deadlock: the first to take the catalog's lock creates all,
+    -- the others then find them (each statement here sees what committed before it).
+    LOCK TABLE pg_replication_origin IN EXCLUSIVE MODE;
     FOR i IN 0..63 LOOP
         origin := 'pipeline_writeback_' || i;
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = origin);
-        BEGIN
-            PERFORM pg_replication_origin_create(origin);
-        EXCEPTION WHEN unique_violation THEN
-            -- Another database of the cluster created it at the same moment.
-        END;
+        PERFORM pg_replication_origin_create(origin);
     END LOOP;
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'cannot create replication origins (superuser or EXECUTE on pg_replication_origin_create needed): write-backs are not marked, and a reader cannot exclude them';
