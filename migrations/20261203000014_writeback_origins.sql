@@ -1,19 +1,20 @@
--- Replication origins the workers mark their write-back sessions with.
+-- Replication origins the workers can mark their write-back sessions with.
 --
 -- Every write-back is itself a row change: PostgreSQL decodes it (the whole analysis document),
--- the reader publishes it and the worker reads it only to skip it (the "echo"). A session marked
--- with a replication origin commits its transactions under that origin, and a reader started
--- with `--exclude-origins pipeline_writeback_` asks wal2json to drop them (`filter-origins`)
--- before they are decoded. Marking alone changes nothing: a reader without the flag captures
--- the write-backs as before.
+-- the reader publishes it and the worker reads it only to skip it (the "echo"). A worker run
+-- with --mark-write-backs marks each of its sessions with one of these origins, so its
+-- transactions commit under it, and a reader run with --exclude-origins pipeline_writeback_
+-- asks wal2json to drop them (filter-origins) before they are decoded. Both are off by default.
+-- Marked write-backs are also left out by anything else that filters by origin (a PostgreSQL
+-- 16+ subscription with origin = none).
 --
--- On PostgreSQL 15 an origin is used by one session at a time and each in use takes one of
--- max_replication_slots' origin states, so there is a pool of them: a connection takes a free
--- one (pipeline_writeback_origin_setup) or, with none free, goes unmarked (its write-backs are
--- then captured like any other change). Origins are cluster-wide, like roles: databases of the
--- same cluster share the pool. Creating them takes a superuser (or EXECUTE granted on
--- pg_replication_origin_create); without it the migration goes on with a notice and nothing is
--- marked.
+-- An origin serves one session at a time, and an origin once used keeps one of the server's
+-- origin states (max_replication_slots; PostgreSQL 18: max_active_replication_origins) until it
+-- is dropped: a connection takes a free one (pipeline_writeback_origin_setup), preferring those
+-- that already hold a state, or, with none free, goes unmarked (its write-backs are then
+-- captured like any other change). Origins are cluster-wide, like roles: databases of the same
+-- cluster share the pool. Creating and using them takes a superuser; without one the migration
+-- goes on with a notice, and nothing can be marked.
 DO $$
 DECLARE
     origin text;
@@ -24,15 +25,20 @@ BEGIN
     END IF;
     -- Migrations of other databases of the cluster may be creating them at the same moment,
     -- and two creators of one name deadlock: the first to take the catalog's lock creates all,
-    -- the others then find them (each statement here sees what committed before it).
+    -- the others then find them (in READ COMMITTED each statement sees what committed before
+    -- it; above it, the unique violation is caught).
     LOCK TABLE pg_replication_origin IN EXCLUSIVE MODE;
     FOR i IN 0..63 LOOP
         origin := 'pipeline_writeback_' || i;
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = origin);
-        PERFORM pg_replication_origin_create(origin);
+        BEGIN
+            PERFORM pg_replication_origin_create(origin);
+        EXCEPTION WHEN unique_violation THEN
+            -- Created meanwhile, seen only now (a transaction isolation above READ COMMITTED).
+        END;
     END LOOP;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'cannot create replication origins (superuser or EXECUTE on pg_replication_origin_create needed): write-backs are not marked, and a reader cannot exclude them';
+    RAISE NOTICE 'cannot create replication origins (a superuser is needed): workers cannot mark their write-backs, and a reader cannot exclude them';
 END
 $$;
 

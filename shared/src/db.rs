@@ -40,11 +40,12 @@ pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPo
 /// 14): a reader started with `--exclude-origins` and this prefix does not capture them.
 pub const WRITEBACK_ORIGIN_PREFIX: &str = "pipeline_writeback_";
 
-/// [`connect`] for a worker whose writes are write-backs: each new connection marks itself
-/// with a free write-back replication origin ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader
-/// excluding those origins never decodes nor publishes the echo of a result. A connection that
-/// finds none free (or lacks the privilege) works unmarked: its write-backs are captured like
-/// any change, which costs time and nothing else.
+/// [`connect`] for a worker whose writes are all write-backs (`--mark-write-backs`): each new
+/// connection marks itself with a free write-back replication origin
+/// ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader excluding those origins never decodes nor
+/// publishes the echo of a result. A connection that finds none free (or lacks the privilege)
+/// works unmarked: its write-backs are captured like any change, which costs time and nothing
+/// else. Never behind a transaction-pooling proxy: the mark belongs to the server session.
 pub async fn connect_writer(
     args: &PostgresArgs,
     application_name: &str,
@@ -82,9 +83,25 @@ async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx
             tracing::debug!(%origin, "connection marked with a write-back replication origin");
             return Ok(());
         }
-        Ok(None) => "every write-back replication origin is in use (or max_replication_slots' \
-                     origin states are)"
-            .to_owned(),
+        Ok(None) => {
+            let origins: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_replication_origin WHERE starts_with(roname, $1)",
+            )
+            .bind(WRITEBACK_ORIGIN_PREFIX)
+            .fetch_one(&mut *conn)
+            .await?;
+            if origins == 0 {
+                "no write-back replication origin exists (the migrations create them when run by \
+                 a superuser)"
+                    .to_owned()
+            } else {
+                format!(
+                    "all {origins} write-back replication origins are in use, or the server has \
+                     no origin state left for them (max_replication_slots; PostgreSQL 18: \
+                     max_active_replication_origins)"
+                )
+            }
+        }
         Err(sqlx::Error::Database(e)) => e.message().to_owned(),
         // The connection itself failed: the pool reports that.
         Err(e) => return Err(e),

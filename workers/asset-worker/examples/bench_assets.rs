@@ -246,6 +246,7 @@ async fn end_to_end(base: &Path, names: &[String], threads: usize) -> anyhow::Re
         assets_root: base.to_path_buf(),
         group_id: format!("{run}-workers"),
         batch_size: 200,
+        mark_write_backs: false,
         flush_interval: Duration::from_millis(100),
         max_file_bytes: 256 << 20,
         max_pixels: 16384 * 8192,

@@ -152,6 +152,7 @@ impl Harness {
             assets_root: self.root.clone(),
             group_id: group.to_owned(),
             batch_size: 16,
+            mark_write_backs: false,
             flush_interval: Duration::from_millis(100),
             max_file_bytes: 2 << 20,
             max_pixels: 40_000_000,

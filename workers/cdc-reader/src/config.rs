@@ -172,9 +172,10 @@ pub struct Config {
 
     /// Leave out the changes of sessions marked with a replication origin whose name starts with
     /// this prefix: wal2json drops them before decoding (`filter-origins`). The analyzer and the
-    /// asset worker mark their write-back connections with `pipeline_writeback_*` origins, so
-    /// `--exclude-origins pipeline_writeback_` keeps their results' echo out of the CDC topics:
-    /// half of what the reader decodes and publishes for a profile. Downstream then reads the
+    /// asset worker run with `--mark-write-backs true` mark their sessions with
+    /// `pipeline_writeback_*` origins, so `--exclude-origins pipeline_writeback_` keeps their
+    /// results' echo out of the CDC topics: half of what the reader decodes and publishes for a
+    /// profile. Downstream then reads the
     /// analyses from `saju.analysis.v1`, no longer from the profiles' CDC topic. Origins are
     /// looked up when a replication session starts. Empty (the default): every change is
     /// captured.
