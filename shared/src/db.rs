@@ -40,17 +40,19 @@ pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPo
 /// 14): a reader started with `--exclude-origins` and this prefix does not capture them.
 pub const WRITEBACK_ORIGIN_PREFIX: &str = "pipeline_writeback_";
 
-/// [`connect`] for a worker whose writes are all write-backs (`--mark-write-backs`): each new
-/// connection marks itself with a free write-back replication origin
-/// ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader excluding those origins never decodes nor
-/// publishes the echo of a result. A connection that finds none free (or lacks the privilege)
-/// works unmarked: its write-backs are captured like any change, which costs time and nothing
-/// else. Never behind a transaction-pooling proxy: the mark belongs to the server session.
+/// [`connect`] for a worker whose writes are all write-backs. With `mark` (its
+/// `--mark-write-backs`), each new connection marks itself with a free write-back replication
+/// origin ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader excluding those origins never decodes
+/// nor publishes the echo of a result. A connection that finds none free (or lacks the
+/// privilege) works unmarked: its write-backs are captured like any change, which costs time
+/// and nothing else. Never marked behind a transaction-pooling proxy: the mark belongs to the
+/// server session.
 pub async fn connect_writer(
     args: &PostgresArgs,
     application_name: &str,
+    mark: bool,
 ) -> Result<PgPool, DbError> {
-    open(args, application_name, true).await
+    open(args, application_name, mark).await
 }
 
 async fn open(args: &PostgresArgs, application_name: &str, mark: bool) -> Result<PgPool, DbError> {

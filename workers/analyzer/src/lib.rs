@@ -49,11 +49,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await?;
 
-    let pool = if config.mark_write_backs {
-        shared::db::connect_writer(&config.postgres, "analyzer").await?
-    } else {
-        shared::db::connect(&config.postgres, "analyzer").await?
-    };
+    let pool =
+        shared::db::connect_writer(&config.postgres, "analyzer", config.mark_write_backs).await?;
     let checked = reference::verify(&pool).await?;
     health.set(
         "postgres",

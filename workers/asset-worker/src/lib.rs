@@ -62,11 +62,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let pool = if config.mark_write_backs {
-        shared::db::connect_writer(&config.postgres, "asset-worker").await?
-    } else {
-        shared::db::connect(&config.postgres, "asset-worker").await?
-    };
+    let pool =
+        shared::db::connect_writer(&config.postgres, "asset-worker", config.mark_write_backs)
+            .await?;
     health.set("postgres", true, "connected");
 
     let topic = config.kafka.cdc_topic("public", "image_assets");

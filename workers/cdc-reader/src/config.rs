@@ -175,10 +175,9 @@ pub struct Config {
     /// asset worker run with `--mark-write-backs true` mark their sessions with
     /// `pipeline_writeback_*` origins, so `--exclude-origins pipeline_writeback_` keeps their
     /// results' echo out of the CDC topics: half of what the reader decodes and publishes for a
-    /// profile. Downstream then reads the
-    /// analyses from `saju.analysis.v1`, no longer from the profiles' CDC topic. Origins are
-    /// looked up when a replication session starts. Empty (the default): every change is
-    /// captured.
+    /// profile. Downstream then reads the analyses from `saju.analysis.v1`, no longer from the
+    /// profiles' CDC topic. Origins are looked up when a replication session starts. Empty (the
+    /// default): every change is captured.
     #[arg(
         long = "exclude-origins",
         env = "CDC_EXCLUDE_ORIGINS",

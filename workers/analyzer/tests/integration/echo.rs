@@ -31,16 +31,7 @@ async fn a_reader_excluding_the_write_back_origins_publishes_no_echo() {
 
     // The application edits the inputs of one profile in ten: analyzed again.
     let edited: Vec<Uuid> = ids.iter().step_by(10).copied().collect();
-    sqlx::query(
-        "UPDATE saju_profiles SET birth_date = birth_date + interval '3 days' WHERE id = ANY($1)",
-    )
-    .bind(&edited)
-    .execute(&stack.db.pool)
-    .await
-    .unwrap();
-    stack
-        .wait_analyzed_again(&edited, Duration::from_secs(60))
-        .await;
+    stack.edit_birth_dates(&edited, "3 days").await;
     assert_every_row_has_its_event(&stack, &ids).await;
 
     // Last inserts, committed after every write-back, and enough of them to land in each of

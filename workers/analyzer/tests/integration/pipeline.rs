@@ -231,11 +231,20 @@ impl Stack {
         .await
     }
 
-    /// Waits until every row of `ids` was analyzed after its last edit.
-    pub async fn wait_analyzed_again(&self, ids: &[Uuid], timeout: Duration) {
+    /// The application moves the birth dates of `ids` by `interval`; waits until every one of
+    /// them was analyzed again.
+    pub async fn edit_birth_dates(&self, ids: &[Uuid], interval: &str) {
+        sqlx::query(
+            "UPDATE saju_profiles SET birth_date = birth_date + $2::interval WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .bind(interval)
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
         let pool = self.db.pool.clone();
         let what = format!("the {} edits to be analyzed again", ids.len());
-        wait_for(&what, timeout, || {
+        wait_for(&what, Duration::from_secs(60), || {
             let pool = pool.clone();
             async move {
                 let stale: i64 = sqlx::query_scalar(
@@ -347,14 +356,7 @@ async fn ten_thousand_profiles_then_edits_all_match_the_chart_command_and_settle
 
     // 100 birth dates edited → recomputed.
     let edited: Vec<Uuid> = ids.iter().step_by(100).copied().collect();
-    sqlx::query("UPDATE saju_profiles SET birth_date = birth_date + interval '7 days 5 hours' WHERE id = ANY($1)")
-        .bind(&edited)
-        .execute(&stack.db.pool)
-        .await
-        .unwrap();
-    stack
-        .wait_analyzed_again(&edited, Duration::from_secs(60))
-        .await;
+    stack.edit_birth_dates(&edited, "7 days 5 hours").await;
     // Fingerprints match the new inputs, and results match the chart command again.
     assert_eq!(assert_rows_match_chart_command(&stack.db).await, 10_000);
 
