@@ -5,7 +5,8 @@
 #    commit until every result is visible. In the same run, one SQL UPDATE writes the same
 #    results to the same rows (the database's own limit): the ratio of the two is reported.
 # 2. Latency: a steady 1,000 rows/s for 60 s (pgbench, 10-row transactions at 100/s); per-row
-#    latency from the INSERT's commit to its result's commit, as the database recorded them.
+#    latency from the INSERT's transaction (created_at) to its write-back's (analyzed_at), as
+#    the database recorded them (both are the transactions' start times).
 #
 #    The broker's own produce → consume latency is measured in the same run as a baseline
 #    (broker_hop_p99_ms): every row crosses the broker once on its way to the analyzer.
@@ -66,8 +67,18 @@ SELECT 'steady', CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
        timestamptz '1900-01-02 00:00+09' + random() * interval '200 years'
 FROM generate_series(1, 10);
 SQL
+    # The broker's CPU by 10 s of this phase (the stack's own broker only): Tansu's in-memory
+    # engine lists every stored batch of a partition on each fetch, so its cost grows with
+    # what the run has stored, and on 2 cores that shows in the latency.
+    local broker_cpu="$STACK_DIR/broker-cpu.txt" cpu_sampler=""
+    : >"$broker_cpu"
+    if [ "$KAFKA_EXTERNAL" = 0 ] && [ -f "$STACK_DIR/tansu.pid" ]; then
+        bench_cpu_every_10s "$(cat "$STACK_DIR/tansu.pid")" >"$broker_cpu" &
+        cpu_sampler=$!
+    fi
     "$PG_BINDIR/pgbench" -n -f "$script" -c 2 -j 2 --rate=100 -T "$rate_seconds" -P 10 "$DATABASE_URL" 2>&1 \
         | grep -E "^progress|tps|latency average" >&2 || true
+    [ -z "$cpu_sampler" ] || kill "$cpu_sampler" 2>/dev/null || true
     local steady
     steady=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM saju_profiles WHERE name = 'steady'")
     bench_wait_done "name = 'steady'" "$steady" 300
@@ -89,6 +100,7 @@ SQL
                            extract(epoch FROM analyzed_at - created_at) * 1000 AS ms
                     FROM saju_profiles WHERE name = 'steady') l
               GROUP BY w) b")"
+    [ ! -s "$broker_cpu" ] || log "steady, broker CPU by 10 s (% of one core): $(paste -sd, "$broker_cpu" | sed 's/,/, /g')"
 
     bench_stop_workers
     log "baseline: one SQL UPDATE writing the same $rows results to the same rows"
@@ -232,6 +244,18 @@ bench_insert_profiles() {
 }
 
 # The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.
+# Prints every 10 s the CPU a process used meanwhile, in % of one core, until killed.
+bench_cpu_every_10s() {
+    local pid=$1 hz before after
+    hz=$(getconf CLK_TCK)
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+    while sleep 10; do
+        after=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+        echo $(((after - before) * 100 / (hz * 10)))
+        before=$after
+    done
+}
+
 bench_baseline_update() {
     local s0 s1
     s0=$(date +%s.%N)

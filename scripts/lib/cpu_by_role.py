@@ -71,8 +71,8 @@ def snapshot(out, url, named):
     for pid, role in postgres_roles(url).items():
         try:
             processes[str(pid)] = {"role": role, "cpu": times(pid)[0]}
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the backend exited after pg_stat_activity listed it
     with open(out, "w", encoding="utf-8") as f:
         json.dump(processes, f)
 
