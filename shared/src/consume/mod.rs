@@ -1,8 +1,8 @@
 //! The consumer runtime: what the analyzer and the asset worker both run, written once.
 //!
 //! ```text
-//!  Source ──recv──► decide ──► prepare (≤ prepare_concurrency) ──► batch (size or time)
-//!   (Kafka)          skip: finished at once                          │
+//!  Source ──recv──► decide ──► prepare (≤ prepare_concurrency) ──► batch (full, or time up
+//!   (Kafka)          skip: finished at once                          │    and a writer free)
 //!                                                                    ▼
 //!  commit ◄── finish offsets ◄── publish results + dead letters ◄── write (≤ write_concurrency)
 //!   contiguous prefix             until acknowledged, in batch order   rows held elsewhere: deferred
@@ -253,7 +253,8 @@ pub struct Settings {
     pub dlq_topic: Arc<str>,
     /// Messages per batch at most.
     pub batch_size: usize,
-    /// Longest time a message waits in an open batch.
+    /// Longest time a message waits in an open batch while a writer is free; while every
+    /// writer is busy the batch stays open (up to `batch_size`) until one is.
     pub flush_interval: Duration,
     /// Batches written at once.
     pub write_concurrency: usize,
@@ -582,10 +583,11 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
                 i += 1;
             }
         }
+        // A batch closes when full, or when its time is up and a writer can take it at once:
+        // while every writer is busy, messages keep joining the open batch, so batches grow
+        // with the load instead of queueing up small (each statement's fixed cost paid again).
         let open_len = self.open.len() + self.open_letters.len();
-        let due = self
-            .opened_at
-            .is_some_and(|at| now >= at + self.settings().flush_interval);
+        let due = self.flush_due(now);
         let nothing_coming = draining && self.waiting.is_empty() && self.preparing.is_empty();
         if open_len > 0 && (open_len >= self.settings().batch_size || due || nothing_coming) {
             self.close_open(now);
@@ -608,9 +610,23 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
         }
     }
 
+    /// Whether a writer is free (and no closed batch waits for one).
+    fn writer_free(&self) -> bool {
+        self.closed.is_empty() && self.writing.len() < self.settings().write_concurrency.max(1)
+    }
+
+    /// The open batch's time is up and a writer can take it.
+    fn flush_due(&self, now: Instant) -> bool {
+        self.writer_free()
+            && self
+                .opened_at
+                .is_some_and(|at| now >= at + self.settings().flush_interval)
+    }
+
     fn next_wake(&self, now: Instant, drain_deadline: Option<Instant>) -> Instant {
         let mut wake = now + Duration::from_secs(1);
-        if let Some(at) = self.opened_at {
+        // While every writer is busy, a finished write wakes the loop, not the flush timer.
+        if let Some(at) = self.opened_at.filter(|_| self.writer_free()) {
             wake = wake.min(at + self.settings().flush_interval);
         }
         if let Some(at) = self.deferred.iter().map(|(at, _)| *at).min() {
