@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Source ──recv──► decide ──► prepare (≤ prepare_concurrency) ──► batch (full, or time up
-//!   (Kafka)          skip: finished at once                          │    and a writer free)
+//!   (Kafka)          skip: finished at once                          │   and none waiting)
 //!                                                                    ▼
 //!  commit ◄── finish offsets ◄── publish results + dead letters ◄── write (≤ write_concurrency)
 //!   contiguous prefix             until acknowledged, in batch order   rows held elsewhere: deferred
@@ -253,8 +253,8 @@ pub struct Settings {
     pub dlq_topic: Arc<str>,
     /// Messages per batch at most.
     pub batch_size: usize,
-    /// Longest time a message waits in an open batch while a writer is free; while every
-    /// writer is busy the batch stays open (up to `batch_size`) until one is.
+    /// Longest time a message waits in an open batch while no closed batch waits for a
+    /// writer; while one does, the open batch grows (up to `batch_size`) until it is taken.
     pub flush_interval: Duration,
     /// Batches written at once.
     pub write_concurrency: usize,
@@ -583,9 +583,10 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
                 i += 1;
             }
         }
-        // A batch closes when full, or when its time is up and a writer can take it at once:
-        // while every writer is busy, messages keep joining the open batch, so batches grow
-        // with the load instead of queueing up small (each statement's fixed cost paid again).
+        // A batch closes when full, or when its time is up and no closed batch is waiting for
+        // a writer: while every writer is busy, one batch waits ready and arriving messages
+        // join the open one, so batches grow with the load instead of queueing up small (each
+        // statement's fixed cost paid again), and a writer that finishes never waits.
         let open_len = self.open.len() + self.open_letters.len();
         let due = self.flush_due(now);
         let nothing_coming = draining && self.waiting.is_empty() && self.preparing.is_empty();
@@ -610,14 +611,9 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
         }
     }
 
-    /// Whether a writer is free (and no closed batch waits for one).
-    fn writer_free(&self) -> bool {
-        self.closed.is_empty() && self.writing.len() < self.settings().write_concurrency.max(1)
-    }
-
-    /// The open batch's time is up and a writer can take it.
+    /// The open batch's time is up and no closed batch is waiting for a writer.
     fn flush_due(&self, now: Instant) -> bool {
-        self.writer_free()
+        self.closed.is_empty()
             && self
                 .opened_at
                 .is_some_and(|at| now >= at + self.settings().flush_interval)
@@ -625,8 +621,8 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
 
     fn next_wake(&self, now: Instant, drain_deadline: Option<Instant>) -> Instant {
         let mut wake = now + Duration::from_secs(1);
-        // While every writer is busy, a finished write wakes the loop, not the flush timer.
-        if let Some(at) = self.opened_at.filter(|_| self.writer_free()) {
+        // While a closed batch waits, a finished write wakes the loop, not the flush timer.
+        if let Some(at) = self.opened_at.filter(|_| self.closed.is_empty()) {
             wake = wake.min(at + self.settings().flush_interval);
         }
         if let Some(at) = self.deferred.iter().map(|(at, _)| *at).min() {
