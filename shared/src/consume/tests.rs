@@ -623,7 +623,10 @@ async fn while_every_writer_is_busy_one_batch_waits_and_arriving_messages_join_t
     h.until("committed", |h| h.source.committed() == Some(10))
         .await;
     let writes = h.step.writes.lock().unwrap().clone();
-    assert_eq!(writes, vec![vec![0], vec![1], (2..10).collect::<Vec<i64>>()]);
+    assert_eq!(
+        writes,
+        vec![vec![0], vec![1], (2..10).collect::<Vec<i64>>()]
+    );
     assert_eq!(h.sink.payloads("results").len(), 10);
     h.stop().await;
 }
