@@ -1,8 +1,8 @@
 //! The consumer runtime: what the analyzer and the asset worker both run, written once.
 //!
 //! ```text
-//!  Source ──recv──► decide ──► prepare (≤ prepare_concurrency) ──► batch (full, or time up
-//!   (Kafka)          skip: finished at once                          │   and none waiting)
+//!  Source ──recv──► decide ──► prepare (≤ prepare_concurrency) ──► batch (size or time)
+//!   (Kafka)          skip: finished at once                          │
 //!                                                                    ▼
 //!  commit ◄── finish offsets ◄── publish results + dead letters ◄── write (≤ write_concurrency)
 //!   contiguous prefix             until acknowledged, in batch order   rows held elsewhere: deferred
@@ -253,8 +253,7 @@ pub struct Settings {
     pub dlq_topic: Arc<str>,
     /// Messages per batch at most.
     pub batch_size: usize,
-    /// Longest time a message waits in an open batch while no closed batch waits for a
-    /// writer; while one does, the open batch grows (up to `batch_size`) until it is taken.
+    /// Longest time a message waits in an open batch.
     pub flush_interval: Duration,
     /// Batches written at once.
     pub write_concurrency: usize,
@@ -583,12 +582,10 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
                 i += 1;
             }
         }
-        // A batch closes when full, or when its time is up and no closed batch is waiting for
-        // a writer: while every writer is busy, one batch waits ready and arriving messages
-        // join the open one, so batches grow with the load instead of queueing up small (each
-        // statement's fixed cost paid again), and a writer that finishes never waits.
         let open_len = self.open.len() + self.open_letters.len();
-        let due = self.flush_due(now);
+        let due = self
+            .opened_at
+            .is_some_and(|at| now >= at + self.settings().flush_interval);
         let nothing_coming = draining && self.waiting.is_empty() && self.preparing.is_empty();
         if open_len > 0 && (open_len >= self.settings().batch_size || due || nothing_coming) {
             self.close_open(now);
@@ -611,18 +608,9 @@ impl<S: Step, Src: Source, K: Sink> Engine<S, Src, K> {
         }
     }
 
-    /// The open batch's time is up and no closed batch is waiting for a writer.
-    fn flush_due(&self, now: Instant) -> bool {
-        self.closed.is_empty()
-            && self
-                .opened_at
-                .is_some_and(|at| now >= at + self.settings().flush_interval)
-    }
-
     fn next_wake(&self, now: Instant, drain_deadline: Option<Instant>) -> Instant {
         let mut wake = now + Duration::from_secs(1);
-        // While a closed batch waits, a finished write wakes the loop, not the flush timer.
-        if let Some(at) = self.opened_at.filter(|_| self.closed.is_empty()) {
+        if let Some(at) = self.opened_at {
             wake = wake.min(at + self.settings().flush_interval);
         }
         if let Some(at) = self.deferred.iter().map(|(at, _)| *at).min() {

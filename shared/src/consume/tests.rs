@@ -597,36 +597,3 @@ async fn outputs_too_large_for_the_broker_never_stall_a_partition() {
     assert_eq!(note["error"]["reason"], "event_too_large");
     assert_eq!(h.stop().await, Report::default());
 }
-
-#[tokio::test(start_paused = true)]
-async fn while_every_writer_is_busy_one_batch_waits_and_arriving_messages_join_the_next() {
-    // The first write takes a second; meanwhile nine messages arrive 50 ms apart, far more
-    // than one flush interval each. The first of them waits closed, ready for the writer; the
-    // other eight join the next batch: three statements, not ten.
-    let step = FakeStep {
-        slow_first: Some((0, Duration::from_secs(1))),
-        ..FakeStep::default()
-    };
-    let mut settings = settings();
-    settings.write_concurrency = 1;
-    settings.batch_size = 100;
-    let h = start(step, FakeSink::default(), messages(&[Some("a")]), settings);
-    h.until("the first batch is being written", |h| {
-        h.metrics.in_flight.get() == 1 && h.step.writes.lock().unwrap().is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    for offset in 1..10 {
-        h._tx.send(message(offset, Some("b"))).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    h.until("committed", |h| h.source.committed() == Some(10))
-        .await;
-    let writes = h.step.writes.lock().unwrap().clone();
-    assert_eq!(
-        writes,
-        vec![vec![0], vec![1], (2..10).collect::<Vec<i64>>()]
-    );
-    assert_eq!(h.sink.payloads("results").len(), 10);
-    h.stop().await;
-}

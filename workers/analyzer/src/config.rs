@@ -55,9 +55,7 @@ pub struct Config {
     )]
     pub write_concurrency: u16,
 
-    /// Longest time an event waits before its batch is closed for writing. While every writer
-    /// is busy and a closed batch already waits for one, events keep joining the open batch (up
-    /// to `--batch-size`): batches grow with the load.
+    /// Longest time an event waits before its batch is flushed.
     #[arg(long = "flush-interval", env = "ANALYZER_FLUSH_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
     pub flush_interval: Duration,
 

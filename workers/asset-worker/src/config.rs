@@ -45,9 +45,7 @@ pub struct Config {
     #[arg(long = "batch-size", env = "ASSET_BATCH_SIZE", default_value_t = 200)]
     pub batch_size: usize,
 
-    /// Longest time a result waits before its batch is closed for writing. While the writer is
-    /// busy and a closed batch already waits for it, results keep joining the open batch (up to
-    /// `--batch-size`): batches grow with the load.
+    /// Longest time a result waits before its batch is flushed.
     #[arg(long = "flush-interval", env = "ASSET_FLUSH_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub flush_interval: Duration,
 
