@@ -243,7 +243,6 @@ bench_insert_profiles() {
     done
 }
 
-# The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.
 # Prints every 10 s the CPU a process used meanwhile, in % of one core, until killed.
 bench_cpu_every_10s() {
     local pid=$1 hz before after
@@ -256,6 +255,7 @@ bench_cpu_every_10s() {
     done
 }
 
+# The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.
 bench_baseline_update() {
     local s0 s1
     s0=$(date +%s.%N)
