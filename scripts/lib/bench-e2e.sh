@@ -155,8 +155,11 @@ bench_setup() {
 }
 
 bench_start_reader() {
+    # BENCH_READER_KAFKA_PROPERTIES: librdkafka properties of the reader alone.
+    local props=()
+    [ -z "${BENCH_READER_KAFKA_PROPERTIES:-}" ] || props=(env "KAFKA_PROPERTIES=$BENCH_READER_KAFKA_PROPERTIES")
     CDC_SLOT="bench_$BENCH_RUN_ID" CDC_STATUS_INTERVAL=1s METRICS_ADDR=127.0.0.1:9201 \
-        "$BENCH_BIN/cdc-reader" >>"$STACK_DIR/logs/cdc-reader.log" 2>&1 &
+        "${props[@]}" "$BENCH_BIN/cdc-reader" >>"$STACK_DIR/logs/cdc-reader.log" 2>&1 &
     echo $! >"$STACK_DIR/workers/cdc-reader.pid"
 }
 

@@ -69,7 +69,8 @@ pub struct KafkaArgs {
     /// `security.protocol=SASL_PLAINTEXT`. Applied last, so they override the defaults
     /// (consumers prefetch at most `queued.max.messages.kbytes=1024`,
     /// `queued.min.messages=1000` and `max.partition.fetch.bytes=262144`, and fetch again
-    /// after `fetch.queue.backoff.ms=10` when that queue was full).
+    /// after `fetch.queue.backoff.ms=10` when that queue was full; producers send after
+    /// `linger.ms=5`, the cdc-reader's after 25).
     /// librdkafka is built without OpenSSL here: no TLS to the broker, SASL is PLAIN only.
     /// Values are never printed (`--help` and error messages included): they may hold
     /// credentials. Unknown properties and invalid values are refused at start-up.
