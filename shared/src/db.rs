@@ -1,5 +1,8 @@
 //! The PostgreSQL pool and the schema migrations embedded in every worker binary.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -62,7 +65,30 @@ async fn open(args: &PostgresArgs, application_name: &str, mark: bool) -> Result
         .max_connections(args.max_connections)
         .acquire_timeout(args.connect_timeout);
     if mark {
-        pool = pool.after_connect(|conn, _| Box::pin(mark_writeback_origin(conn)));
+        // Whether any connection got marked: only a role that may use replication origins
+        // can, and only then is the origin's timestamp set before each use.
+        let marking = Arc::new(AtomicBool::new(false));
+        let on_connect = Arc::clone(&marking);
+        pool = pool
+            .after_connect(move |conn, _| {
+                let marking = Arc::clone(&on_connect);
+                Box::pin(async move {
+                    if mark_writeback_origin(conn).await? {
+                        marking.store(true, Ordering::Relaxed);
+                        stamp_writeback_origin(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .before_acquire(move |conn, _| {
+                let marked = marking.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if marked {
+                        stamp_writeback_origin(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
     }
     pool.connect_with(options)
         .await
@@ -72,8 +98,25 @@ async fn open(args: &PostgresArgs, application_name: &str, mark: bool) -> Result
         })
 }
 
-/// Marks the session with a free write-back origin; never fails the connection.
-async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+/// Sets the time a marked session's next transaction commits under: its commit record (what
+/// logical decoding reports as the commit time) and `pg_xact_commit_timestamp` take the
+/// origin's timestamp instead of the commit's own. PostgreSQL expects a replication apply to
+/// set it for every transaction; left alone, a session's first commit records 0 (2000-01-01)
+/// and every later one the time of the first. Set when the connection is handed out, just
+/// before its statement; a connection that got no origin is left as it is.
+async fn stamp_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp()) \
+         WHERE pg_replication_origin_session_is_setup()",
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Marks the session with a free write-back origin (true when it did); never fails the
+/// connection.
+async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
     static UNMARKED_REPORTED: std::sync::atomic::AtomicBool =
         std::sync::atomic::AtomicBool::new(false);
     let marked: Result<Option<String>, sqlx::Error> =
@@ -83,7 +126,7 @@ async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx
     let why = match marked {
         Ok(Some(origin)) => {
             tracing::debug!(%origin, "connection marked with a write-back replication origin");
-            return Ok(());
+            return Ok(true);
         }
         Ok(None) => {
             let origins: i64 = sqlx::query_scalar(
@@ -115,7 +158,7 @@ async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sqlx
              run with --exclude-origins still captures its write-backs (reported once)"
         );
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Applies every pending migration; a no-op when the schema is current.

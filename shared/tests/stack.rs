@@ -143,3 +143,101 @@ async fn a_row_comes_back_through_wal2json_and_the_broker() {
     assert_eq!(message.payload(), Some(&payload[..]));
     db.drop_database().await;
 }
+
+/// A worker session marked with a write-back origin commits under it, and PostgreSQL then
+/// takes the commit's time from the origin's timestamp: what logical decoding reports (and
+/// `pg_xact_commit_timestamp`) must be each write's own time, not 0 (2000-01-01) for the
+/// session's first transaction and that first one's time for every later one.
+#[tokio::test]
+async fn marked_write_backs_commit_with_their_own_time() {
+    let env = TestEnv::get();
+    let db = env.database("origin_time").await;
+    let slot = unique_name("slot");
+    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
+        .bind(&slot)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('a', 'M', now()) RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // One connection: every write goes through the same marked session.
+    let args = shared::config::PostgresArgs {
+        max_connections: 1,
+        ..db.postgres.clone()
+    };
+    let writer = shared::db::connect_writer(&args, "test-writer", true)
+        .await
+        .unwrap();
+    let clock = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT clock_timestamp()")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let mut windows = Vec::new();
+    for name in ["first", "second", "third"] {
+        let before = clock().await;
+        sqlx::query("UPDATE saju_profiles SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(&writer)
+            .await
+            .unwrap();
+        windows.push((before, clock().await));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    writer.close().await;
+
+    let changes: Vec<String> = sqlx::query_scalar(
+        "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'format-version', '2', \
+         'include-timestamp', '1', 'include-origin', '1', 'add-tables', 'public.saju_profiles')",
+    )
+    .bind(&slot)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(&slot)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.drop_database().await;
+
+    // Each update's transaction: its begin record carries the commit time and origin.
+    let changes: Vec<Value> = changes
+        .iter()
+        .map(|c| serde_json::from_str(c).expect("wal2json emits JSON"))
+        .collect();
+    let mut commits = Vec::new();
+    let mut begin: Option<&Value> = None;
+    for change in &changes {
+        match change["action"].as_str() {
+            Some("B") => begin = Some(change),
+            Some("U") => commits.push(begin.expect("a begin before each change")),
+            _ => {}
+        }
+    }
+    assert_eq!(commits.len(), 3, "three updates decoded: {changes:?}");
+    for ((begin, (before, after)), name) in commits
+        .iter()
+        .zip(&windows)
+        .zip(["first", "second", "third"])
+    {
+        assert!(
+            begin["origin"].as_u64().is_some_and(|o| o > 0),
+            "the {name} write-back was committed under its origin: {begin}"
+        );
+        let at = begin["timestamp"].as_str().expect("include-timestamp");
+        let at = chrono::DateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .unwrap_or_else(|e| panic!("{at}: {e}"))
+            .with_timezone(&chrono::Utc);
+        assert!(
+            *before <= at && at <= *after,
+            "the {name} write-back's commit time {at} lies outside its statement ({before} .. {after})"
+        );
+    }
+}
