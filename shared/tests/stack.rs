@@ -65,12 +65,7 @@ async fn migrations_are_idempotent_and_complete() {
 async fn a_row_comes_back_through_wal2json_and_the_broker() {
     let env = TestEnv::get();
     let db = env.database("roundtrip").await;
-    let slot = unique_name("slot");
-    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
-        .bind(&slot)
-        .execute(&db.pool)
-        .await
-        .expect("create a wal2json slot (is wal2json installed and wal_level=logical?)");
+    let slot = create_slot(&db.pool).await;
 
     sqlx::query(
         "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('홍길동', 'F', '1990-05-15 14:30+09')",
@@ -79,19 +74,7 @@ async fn a_row_comes_back_through_wal2json_and_the_broker() {
     .await
     .unwrap();
 
-    let changes: Vec<String> = sqlx::query_scalar(
-        "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, \
-         'format-version', '2', 'include-lsn', '1', 'add-tables', 'public.saju_profiles')",
-    )
-    .bind(&slot)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_drop_replication_slot($1)")
-        .bind(&slot)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let changes = drain_slot(&db.pool, &slot, &["include-lsn"]).await;
 
     let insert = changes
         .iter()
@@ -152,12 +135,7 @@ async fn a_row_comes_back_through_wal2json_and_the_broker() {
 async fn marked_write_backs_commit_with_their_own_time() {
     let env = TestEnv::get();
     let db = env.database("origin_time").await;
-    let slot = unique_name("slot");
-    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
-        .bind(&slot)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let slot = create_slot(&db.pool).await;
     let id: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('a', 'M', now()) RETURNING id",
     )
@@ -192,19 +170,7 @@ async fn marked_write_backs_commit_with_their_own_time() {
     }
     writer.close().await;
 
-    let changes: Vec<String> = sqlx::query_scalar(
-        "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'format-version', '2', \
-         'include-timestamp', '1', 'include-origin', '1', 'add-tables', 'public.saju_profiles')",
-    )
-    .bind(&slot)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_drop_replication_slot($1)")
-        .bind(&slot)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let changes = drain_slot(&db.pool, &slot, &["include-timestamp", "include-origin"]).await;
     db.drop_database().await;
 
     // Each update's transaction: its begin record carries the commit time and origin.
@@ -240,4 +206,38 @@ async fn marked_write_backs_commit_with_their_own_time() {
             "the {name} write-back's commit time {at} lies outside its statement ({before} .. {after})"
         );
     }
+}
+
+/// A wal2json slot in the test's database.
+async fn create_slot(pool: &sqlx::PgPool) -> String {
+    let slot = unique_name("slot");
+    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
+        .bind(&slot)
+        .execute(pool)
+        .await
+        .expect("create a wal2json slot (is wal2json installed and wal_level=logical?)");
+    slot
+}
+
+/// Everything the slot decoded of `saju_profiles` (wal2json format 2, with the named options
+/// turned on), then the slot dropped.
+async fn drain_slot(pool: &sqlx::PgPool, slot: &str, include: &[&str]) -> Vec<String> {
+    let mut options = vec!["format-version", "2", "add-tables", "public.saju_profiles"];
+    for option in include {
+        options.extend([*option, "1"]);
+    }
+    let changes: Vec<String> = sqlx::query_scalar(
+        "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, VARIADIC $2::text[])",
+    )
+    .bind(slot)
+    .bind(&options)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(slot)
+        .execute(pool)
+        .await
+        .unwrap();
+    changes
 }
