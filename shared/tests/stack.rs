@@ -233,11 +233,11 @@ async fn drain_slot(pool: &sqlx::PgPool, slot: &str, include: &[&str]) -> Vec<St
     .bind(&options)
     .fetch_all(pool)
     .await
-    .unwrap();
+    .expect("read the slot's changes");
     sqlx::query("SELECT pg_drop_replication_slot($1)")
         .bind(slot)
         .execute(pool)
         .await
-        .unwrap();
+        .expect("drop the slot");
     changes
 }
