@@ -138,6 +138,7 @@ bench_setup() {
     # BENCH_KEEP_STACK=1 leaves PostgreSQL and the broker up (the run's database, the topics)
     # after the run, for a post-mortem; scripts/down stops them.
     trap 'bench_stop_workers; [ "${BENCH_KEEP_STACK:-0}" = 1 ] || stack_down' EXIT
+    bench_warn_kept_slots
 
     log "building release binaries"
     (cd "$REPO_ROOT" && cargo build --release --quiet --bins --locked)
@@ -171,6 +172,18 @@ bench_start_analyzer() {
     KAFKA_MAX_POLL_INTERVAL=7s KAFKA_SESSION_TIMEOUT=6s METRICS_ADDR=127.0.0.1:9202 \
         ${BENCH_ANALYZER_WRAPPER:-} "$BENCH_BIN/analyzer" >>"$STACK_DIR/logs/analyzer.log" 2>&1 &
     echo $! >"$STACK_DIR/workers/analyzer.pid"
+}
+
+# Slots of earlier runs kept with BENCH_KEEP_STACK=1 pin the WAL of every run after them: on
+# this stack's cluster they once held 41 GB and filled the disk mid-run. Says which, and how much.
+bench_warn_kept_slots() {
+    [ "$PG_EXTERNAL" = 0 ] || return 0
+    local kept
+    kept=$(psql -Atq "$DATABASE_URL" -c "
+        SELECT string_agg(format('%s (%s)', slot_name,
+                   pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))), ', ')
+        FROM pg_replication_slots WHERE starts_with(slot_name, 'bench_') AND NOT active") || return 0
+    [ -z "$kept" ] || log "warning: slots of earlier kept runs pin WAL: $kept. Drop them (and their e2e_* databases) on this cluster (127.0.0.1:$PG_PORT, user postgres, password in ${STACK_DIR#"$REPO_ROOT"/}/pg-password): SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE starts_with(slot_name, 'bench_') AND NOT active"
 }
 
 # Drops the run's slot and database, unless BENCH_KEEP_STACK=1.
