@@ -117,8 +117,7 @@ async fn stamp_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<(), sql
 /// Marks the session with a free write-back origin (true when it did); never fails the
 /// connection.
 async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
-    static UNMARKED_REPORTED: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
+    static UNMARKED_REPORTED: AtomicBool = AtomicBool::new(false);
     let marked: Result<Option<String>, sqlx::Error> =
         sqlx::query_scalar("SELECT pipeline_writeback_origin_setup()")
             .fetch_one(&mut *conn)
@@ -151,7 +150,7 @@ async fn mark_writeback_origin(conn: &mut sqlx::PgConnection) -> Result<bool, sq
         // The connection itself failed: the pool reports that.
         Err(e) => return Err(e),
     };
-    if !UNMARKED_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+    if !UNMARKED_REPORTED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             reason = %why,
             "a database connection is not marked with a write-back replication origin: a reader \

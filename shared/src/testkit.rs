@@ -154,6 +154,18 @@ pub fn unique_name(label: &str) -> String {
     )
 }
 
+/// Creates a wal2json logical slot named after `label` ([`unique_name`]) in the pool's
+/// database; returns its name. Drop it before the database: a slot pins WAL.
+pub async fn create_wal2json_slot(pool: &PgPool, label: &str) -> String {
+    let name = unique_name(label);
+    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
+        .bind(&name)
+        .execute(pool)
+        .await
+        .expect("create a wal2json slot (is wal2json installed and wal_level=logical?)");
+    name
+}
+
 /// Replaces the database of a PostgreSQL URL.
 pub fn with_database(url: &str, database: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("test database URL parses");

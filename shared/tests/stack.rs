@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 use serde_json::Value;
 use shared::kafka::{consumer_config, ensure_topics, producer_config, TopicSpec};
-use shared::testkit::{unique_name, TestEnv};
+use shared::testkit::{create_wal2json_slot, unique_name, TestEnv};
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_complete() {
@@ -65,7 +65,7 @@ async fn migrations_are_idempotent_and_complete() {
 async fn a_row_comes_back_through_wal2json_and_the_broker() {
     let env = TestEnv::get();
     let db = env.database("roundtrip").await;
-    let slot = create_slot(&db.pool).await;
+    let slot = create_wal2json_slot(&db.pool, "slot").await;
 
     sqlx::query(
         "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('홍길동', 'F', '1990-05-15 14:30+09')",
@@ -135,7 +135,7 @@ async fn a_row_comes_back_through_wal2json_and_the_broker() {
 async fn marked_write_backs_commit_with_their_own_time() {
     let env = TestEnv::get();
     let db = env.database("origin_time").await;
-    let slot = create_slot(&db.pool).await;
+    let slot = create_wal2json_slot(&db.pool, "slot").await;
     let id: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO saju_profiles (name, gender, birth_date) VALUES ('a', 'M', now()) RETURNING id",
     )
@@ -206,17 +206,6 @@ async fn marked_write_backs_commit_with_their_own_time() {
             "the {name} write-back's commit time {at} lies outside its statement ({before} .. {after})"
         );
     }
-}
-
-/// A wal2json slot in the test's database.
-async fn create_slot(pool: &sqlx::PgPool) -> String {
-    let slot = unique_name("slot");
-    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
-        .bind(&slot)
-        .execute(pool)
-        .await
-        .expect("create a wal2json slot (is wal2json installed and wal_level=logical?)");
-    slot
 }
 
 /// Everything the slot decoded of `saju_profiles` (wal2json format 2, with the named options

@@ -272,7 +272,7 @@ impl std::fmt::Debug for Publisher {
 
 /// How long the reader's producer waits to fill a batch (`linger.ms`) unless
 /// `--kafka-property linger.ms=…` says otherwise.
-pub const READER_LINGER_MS: &str = "25";
+const READER_LINGER_MS: &str = "25";
 
 /// The producer settings on top of [`shared::kafka::producer_config`]: messages never expire
 /// (a broker outage is waited out, librdkafka retries; dropping one would lose a change), keys

@@ -376,12 +376,7 @@ pub struct ReferenceSlot {
 
 impl ReferenceSlot {
     pub async fn create(pool: &PgPool, tables: &str) -> Self {
-        let name = unique_name("cdc_ref");
-        sqlx::query("SELECT pg_create_logical_replication_slot($1, 'wal2json')")
-            .bind(&name)
-            .execute(pool)
-            .await
-            .expect("create reference slot");
+        let name = shared::testkit::create_wal2json_slot(pool, "cdc_ref").await;
         Self {
             name,
             tables: tables.to_owned(),
