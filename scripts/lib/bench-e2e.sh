@@ -333,15 +333,16 @@ bench_analyzer_finished() {
 # each, taken from the pipeline being measured. A result written twice (redelivery) makes the
 # counters run ahead; the count is then polled until it holds, and the time is its.
 bench_wait_analyzed() {
-    local where=$1 expected=$2 timeout=$3 target=$4 started finished last=-1 done
+    local where=$1 expected=$2 timeout=$3 target=$4 started finished now logged=0 done
     started=$(date +%s)
     while :; do
         finished=$(bench_analyzer_finished)
         [ "$finished" -ge "$target" ] && break
-        if [ $(( $(date +%s) - started )) -ge "$timeout" ]; then
+        now=$(date +%s)
+        if [ $(( now - started )) -ge "$timeout" ]; then
             die "the analyzer finished $finished of $target results after ${timeout}s; see $STACK_DIR/logs"
         fi
-        if [ "$finished" != "$last" ] && [ $(( $(date +%s) % 2 )) = 0 ]; then log "  analyzed $(( expected - (target - finished) )) / $expected"; last=$finished; fi
+        if [ $(( now - logged )) -ge 2 ]; then log "  analyzed $(( expected - (target - finished) )) / $expected"; logged=$now; fi
         sleep 0.1
     done
     BENCH_DONE_AT=$(date +%s.%N)
