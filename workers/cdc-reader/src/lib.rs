@@ -272,12 +272,14 @@ impl Reader {
                 // Nothing more from this producer: what it left uncommitted (a failed session,
                 // or one stopped at its shutdown deadline) is aborted, by itself if it can,
                 // else by the next leader's producer; the next session resends it. A producer
-                // whose acknowledgements stopped could not abort.
-                let can_abort = !matches!(outcome, Err(Error::ProducerLost(_)));
-                self.publisher
-                    .retire(can_abort)
-                    .await
-                    .map_err(Error::kafka("recreating the producer"))?;
+                // whose acknowledgements stopped could not abort: it is only replaced, and
+                // counted as a reset.
+                let replaced = if matches!(outcome, Err(Error::ProducerLost(_))) {
+                    self.publisher.reset()
+                } else {
+                    self.publisher.retire().await
+                };
+                replaced.map_err(Error::kafka("recreating the producer"))?;
             }
             drop(leadership);
             match outcome {
@@ -302,10 +304,13 @@ impl Reader {
                     let backoff = backoff(failures, self.config.reconnect_backoff_max);
                     tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "replication session failed; restarting from the slot");
                     if matches!(e, Error::ProducerLost(_)) {
-                        // Its acknowledgements will not come: start over with a new producer.
-                        self.publisher
-                            .reset()
-                            .map_err(Error::kafka("recreating the producer"))?;
+                        // Its acknowledgements will not come: start over with a new producer
+                        // (a transactional one was replaced above, when it was retired).
+                        if !self.publisher.is_transactional() {
+                            self.publisher
+                                .reset()
+                                .map_err(Error::kafka("recreating the producer"))?;
+                        }
                         self.metrics.producer_stalled.set(0);
                     } else {
                         self.settle().await?;

@@ -624,13 +624,10 @@ impl Publisher {
     /// producer's fencing and no consumer waits on the transaction until it times out; then
     /// the producer is replaced. Best effort, for at most [`ABORT_TIMEOUT`]: a producer that
     /// cannot abort (fenced, broker unreachable, a commit still running) is replaced all the
-    /// same, and the next producer's fencing aborts its transaction at the broker. Without
-    /// `abort` (a producer known to be broken), only replaced.
-    pub async fn retire(&self, abort: bool) -> Result<(), KafkaError> {
-        if abort
-            && self.transaction_open()
-            && self.initialized.load(std::sync::atomic::Ordering::Acquire)
-        {
+    /// same, and the next producer's fencing aborts its transaction at the broker. A producer
+    /// known to be broken is not retired but [`Publisher::reset`].
+    pub async fn retire(&self) -> Result<(), KafkaError> {
+        if self.transaction_open() && self.initialized.load(std::sync::atomic::Ordering::Acquire) {
             // What the abort purges is not to be counted against the next session.
             self.tracker.reset();
             let producer = self.current();
