@@ -215,18 +215,26 @@ impl AssetRoot {
                 limit: max_bytes,
             });
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(FileError::Unreadable)?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(FileError::TooLarge {
-                size: bytes.len() as u64,
-                limit: max_bytes,
-            });
-        }
-        Ok(bytes)
+        read_at_most(file, meta.len(), max_bytes)
     }
+}
+
+/// Reads `source` to its end, refusing it as soon as it gives more than `max_bytes`: a file
+/// may grow after its size was checked, and is never read further than one byte past the
+/// limit. `expected` (the size on disk) only sizes the buffer.
+fn read_at_most(source: impl Read, expected: u64, max_bytes: u64) -> Result<Vec<u8>, FileError> {
+    let mut bytes = Vec::with_capacity(expected.min(max_bytes) as usize);
+    source
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(FileError::Unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(FileError::TooLarge {
+            size: bytes.len() as u64,
+            limit: max_bytes,
+        });
+    }
+    Ok(bytes)
 }
 
 /// How files are opened beneath the root.
@@ -313,6 +321,34 @@ mod tests {
             Err(FileError::Refused(_))
         ));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A file that grew after its size was checked: refused once it passes the limit, and
+    /// read no further than one byte past it.
+    #[test]
+    fn a_file_grown_past_the_limit_after_its_check_is_refused() {
+        struct Endless(u64);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 += buf.len() as u64;
+                buf.fill(7);
+                Ok(buf.len())
+            }
+        }
+        let mut source = Endless(0);
+        assert!(matches!(
+            read_at_most(&mut source, 10, 1000),
+            Err(FileError::TooLarge {
+                size: 1001,
+                limit: 1000
+            })
+        ));
+        assert_eq!(source.0, 1001, "read past the limit");
+        assert_eq!(
+            read_at_most(&[1u8; 1000][..], 10, 1000).unwrap().len(),
+            1000
+        );
+        assert_eq!(read_at_most(&[1u8; 5][..], 10, 1000).unwrap(), vec![1u8; 5]);
     }
 
     #[test]
