@@ -114,18 +114,37 @@ SQL
     sql_rate=$(bench_baseline_update "$rows")
     log "baseline: $sql_rate rows/s"
     log "baseline again without the indexes on analysis_result (facets GIN, the five scores)"
+    # Their definitions as the migrations made them, to build them again one kind at a time.
+    local facets_def scores_def
+    facets_def=$(psql -Atq "$DATABASE_URL" -c "SELECT pg_get_indexdef('idx_saju_profiles_analysis_facets'::regclass)")
+    scores_def=$(psql -Atq "$DATABASE_URL" -c "SELECT string_agg(pg_get_indexdef(indexrelid), '; ')
+        FROM pg_index WHERE indexrelid::regclass::text LIKE 'idx_saju_profiles_score_%'")
     psql -q "$DATABASE_URL" -c "DROP INDEX idx_saju_profiles_analysis_facets, idx_saju_profiles_score_wood,
         idx_saju_profiles_score_fire, idx_saju_profiles_score_earth, idx_saju_profiles_score_metal,
         idx_saju_profiles_score_water" -c "VACUUM saju_profiles" -c "CHECKPOINT"
     local bare_rate
     bare_rate=$(bench_baseline_update "$rows")
     log "baseline without the analysis indexes: $bare_rate rows/s (index maintenance: $(python3 -c "print(round(100 * (1 - $sql_rate / $bare_rate)))") % of the UPDATE)"
+    local scores_rate="" facets_rate=""
+    if [ "${BENCH_INDEX_SPLIT:-0}" = 1 ]; then
+        log "baseline with the five score indexes alone"
+        psql -q "$DATABASE_URL" -c "$scores_def" -c "VACUUM saju_profiles" -c "CHECKPOINT"
+        scores_rate=$(bench_baseline_update "$rows")
+        log "baseline with the facets GIN alone"
+        psql -q "$DATABASE_URL" -c "DROP INDEX idx_saju_profiles_score_wood, idx_saju_profiles_score_fire,
+            idx_saju_profiles_score_earth, idx_saju_profiles_score_metal, idx_saju_profiles_score_water" \
+            -c "$facets_def" -c "VACUUM saju_profiles" -c "CHECKPOINT"
+        facets_rate=$(bench_baseline_update "$rows")
+        log "index maintenance a row, on one core: the five score indexes $(python3 -c "print(round(1e6 / $scores_rate - 1e6 / $bare_rate))") µs ($scores_rate rows/s), the facets GIN $(python3 -c "print(round(1e6 / $facets_rate - 1e6 / $bare_rate))") µs ($facets_rate rows/s), both $(python3 -c "print(round(1e6 / $sql_rate - 1e6 / $bare_rate))") µs"
+    fi
 
     bench_drop_run
 
     echo "e2e_rows_per_second=$e2e_rate"
     echo "sql_update_rows_per_second=$sql_rate"
     echo "sql_update_without_analysis_indexes_rows_per_second=$bare_rate"
+    [ -z "$scores_rate" ] || echo "sql_update_score_indexes_only_rows_per_second=$scores_rate"
+    [ -z "$facets_rate" ] || echo "sql_update_facets_index_only_rows_per_second=$facets_rate"
     echo "e2e_p50_ms=$p50"
     echo "broker_hop_p99_ms=$hop"
     echo "e2e_vs_sql_update_ratio=$(python3 -c "print(round($e2e_rate / $sql_rate, 3))")"
