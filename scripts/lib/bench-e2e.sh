@@ -78,8 +78,15 @@ SQL
         bench_cpu_every_10s "$(cat "$STACK_DIR/tansu.pid")" >"$broker_cpu" &
         cpu_sampler=$!
     fi
+    # What PostgreSQL did meanwhile besides the pipeline's work: autovacuums of the table
+    # (counted from its statistics) and checkpoints (from the server's log).
+    local steady_t0 steady_t1 vacuums0 vacuums1
+    vacuums0=$(bench_table_vacuums)
+    steady_t0=$(date +%s.%N)
     "$PG_BINDIR/pgbench" -n -f "$script" -c 2 -j 2 --rate=100 -T "$rate_seconds" -P 10 "$DATABASE_URL" 2>&1 \
         | grep -E "^progress|tps|latency average" >&2 || true
+    steady_t1=$(date +%s.%N)
+    vacuums1=$(bench_table_vacuums)
     [ -z "$cpu_sampler" ] || kill "$cpu_sampler" 2>/dev/null || true
     local steady
     steady=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM saju_profiles WHERE name = 'steady'")
@@ -103,6 +110,7 @@ SQL
                     FROM saju_profiles WHERE name = 'steady') l
               GROUP BY w) b")"
     [ ! -s "$broker_cpu" ] || log "steady, broker CPU by 10 s (% of one core): $(paste -sd, "$broker_cpu" | sed 's/,/, /g')"
+    log "steady, PostgreSQL meanwhile (s from the phase's start): $(python3 "$REPO_ROOT/scripts/lib/checkpoints_during.py" "$STACK_DIR/postgres.log" "$steady_t0" "$steady_t1"); autovacuums of saju_profiles: at the start ${vacuums0#* } running, $(( ${vacuums1% *} - ${vacuums0% *} )) ended during the phase"
 
     bench_stop_workers
     log "baseline: one SQL UPDATE writing the same $rows results to the same rows"
@@ -290,6 +298,13 @@ bench_cpu_every_10s() {
         echo $(((after - before) * 100 / (hz * 10)))
         before=$after
     done
+}
+
+# Autovacuums of saju_profiles: "<ended so far> <running now>".
+bench_table_vacuums() {
+    psql -Atq -F ' ' "$DATABASE_URL" -c "SELECT autovacuum_count,
+            (SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'saju_profiles'::regclass)
+        FROM pg_stat_user_tables WHERE relid = 'saju_profiles'::regclass"
 }
 
 # The baseline: one SQL UPDATE writing bench_results to the same rows; prints its rows/s.
