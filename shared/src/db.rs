@@ -43,6 +43,15 @@ pub async fn connect(args: &PostgresArgs, application_name: &str) -> Result<PgPo
 /// 14): a reader started with `--exclude-origins` and this prefix does not capture them.
 pub const WRITEBACK_ORIGIN_PREFIX: &str = "pipeline_writeback_";
 
+/// Help of every worker's `--mark-write-backs` (each has its own environment variable).
+pub const MARK_WRITE_BACKS_HELP: &str = "Mark this worker's database sessions with a write-back \
+replication origin (`pipeline_writeback_*`), so that a reader run with `--exclude-origins \
+pipeline_writeback_` never captures the results' echo. Only on a direct connection to \
+PostgreSQL: behind a transaction-pooling proxy (PgBouncer, RDS Proxy) the mark stays on a server \
+session the application's statements share, and they would be left out too. Needs a superuser \
+role; each origin used keeps one of the server's origin states (`max_replication_slots`, \
+PostgreSQL 18: `max_active_replication_origins`) for good.";
+
 /// [`connect`] for a worker whose writes are all write-backs. With `mark` (its
 /// `--mark-write-backs`), each new connection marks itself with a free write-back replication
 /// origin ([`WRITEBACK_ORIGIN_PREFIX`]), so that a reader excluding those origins never decodes

@@ -31,14 +31,13 @@ pub struct Config {
     )]
     pub group_id: String,
 
-    /// Mark this worker's database sessions with a write-back replication origin
-    /// (`pipeline_writeback_*`), so that a reader run with `--exclude-origins
-    /// pipeline_writeback_` never captures the results' echo. Only on a direct connection to
-    /// PostgreSQL: behind a transaction-pooling proxy (PgBouncer, RDS Proxy) the mark stays on a
-    /// server session the application's statements share, and they would be left out too.
-    /// Needs a superuser role; each origin used keeps one of the server's origin states
-    /// (`max_replication_slots`, PostgreSQL 18: `max_active_replication_origins`) for good.
-    #[arg(long = "mark-write-backs", env = "ASSET_MARK_WRITE_BACKS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(
+        long = "mark-write-backs",
+        env = "ASSET_MARK_WRITE_BACKS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        help = shared::db::MARK_WRITE_BACKS_HELP
+    )]
     pub mark_write_backs: bool,
 
     /// Rows written per batch at most (one SQL statement per batch).
