@@ -90,7 +90,7 @@ def diff(before_file, after_file, rows):
     rows = int(rows)
     for role, seconds in sorted(by_role.items(), key=lambda kv: -kv[1]):
         print(f"cpu {role:32} {seconds:7.2f} s  {seconds * 1e6 / rows:7.1f} µs a row  "
-              f"{100 * seconds / total:5.1f} %")
+              f"{100 * seconds / total if total else 0.0:5.1f} %")
     print(f"cpu {'total':32} {total:7.2f} s  {total * 1e6 / rows:7.1f} µs a row")
 
 
